@@ -1,0 +1,1 @@
+"""Helpers the tests run as child processes or import; not tests themselves."""
