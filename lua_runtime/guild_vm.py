@@ -1,0 +1,218 @@
+"""One guild's Lua VM: its scripts, loaded into one sandbox, answering events.
+
+A :class:`GuildVM` is the single owner of its Lua runtime (the seed's "one owner per VM" rule):
+nothing else keeps a reference to the runtime or to Lua objects from it. Its set of scripts is
+fixed at construction; reloading a guild means building a new ``GuildVM`` and swapping it in
+between two events, which is what makes a reload atomic.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from lupa import lua54
+
+from lua_runtime.events import EVENT_NAMES
+from lua_runtime.limits import SandboxLimits
+from lua_runtime.luau import LuauSyntaxError, translate
+from lua_runtime.results import MAX_ERROR_CHARS, EventResult, OutputLine, ScriptError
+from lua_runtime.sandbox import Sandbox
+
+log = logging.getLogger(__name__)
+
+#: After a memory-limit error, a VM whose live heap is still above this share of its ceiling is
+#: rebuilt from its scripts: it would fail every event, and its next host push could abort.
+UNTRUSTED_HEAP_SHARE = 0.75
+
+#: Deepest nesting accepted in an event payload (real payloads are three levels deep).
+MAX_PAYLOAD_DEPTH = 8
+
+_PLAIN_SCALARS = (str, int, float, bool, type(None))
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptSource:
+    """A script as its author wrote it: a name and Luau source."""
+
+    name: str
+    source: str
+
+
+def _clip(message: str) -> str:
+    return message if len(message) <= MAX_ERROR_CHARS else message[: MAX_ERROR_CHARS - 1] + "…"
+
+
+def check_plain(value: Any, depth: int = 0) -> None:
+    """Refuse anything but plain data: a Python object reachable from Lua would open Python to it."""
+    if isinstance(value, _PLAIN_SCALARS):
+        return
+    if depth >= MAX_PAYLOAD_DEPTH:
+        raise ValueError(f"payload nested deeper than {MAX_PAYLOAD_DEPTH} levels")
+    if type(value) is dict:
+        for key, item in value.items():
+            if type(key) is not str:
+                raise ValueError(f"payload keys must be strings, got {key!r}")
+            check_plain(item, depth + 1)
+    elif type(value) is list:
+        for item in value:
+            check_plain(item, depth + 1)
+    else:
+        raise ValueError(f"payloads hold plain data only, got {type(value).__name__}")
+
+
+def lua_to_python(value: Any, depth: int = 0) -> Any:
+    """Copy a plain Lua value built by the kernel (an action, an error record) into Python data."""
+    if lua54.lua_type(value) != "table":
+        return value
+    if depth > MAX_PAYLOAD_DEPTH:
+        raise ValueError("value nested too deeply")
+    items = dict(value.items())
+    if items and all(type(k) is int for k in items) and sorted(items) == list(range(1, len(items) + 1)):
+        return [lua_to_python(items[i], depth + 1) for i in range(1, len(items) + 1)]
+    return {k: lua_to_python(v, depth + 1) for k, v in items.items()}
+
+
+class GuildVM:
+    """The scripts of one guild, loaded into one sandboxed Lua runtime.
+
+    Not thread-safe: the worker that owns a guild VM is the only one that calls it.
+    """
+
+    def __init__(self, guild_id: int, scripts: Sequence[ScriptSource], limits: SandboxLimits) -> None:
+        self.guild_id = guild_id
+        self.limits = limits
+        self.scripts: tuple[ScriptSource, ...] = tuple(scripts)
+        #: How many times this VM was rebuilt from its scripts after it stopped being trustworthy.
+        self.rebuilds = 0
+        self._budget_ms = limits.cpu_ms_per_event
+        self._load_all()
+
+    def _load_all(self) -> None:
+        """Build a fresh sandbox and load every script into it, in order."""
+        self._sandbox = Sandbox(self.limits)
+        self._trusted = True
+        kernel = self._sandbox.kernel
+        self._kernel_load = kernel["load"]
+        self._kernel_load_output = kernel["load_output"]
+        self._kernel_dispatch = kernel["dispatch"]
+        self._kernel_running = kernel["running"]
+        self.load_errors: list[ScriptError] = []
+        self.load_output: list[OutputLine] = []
+        handlers: dict[str, list[str]] = {}
+        for script in self.scripts:
+            events = self._load_one(script)
+            for event in events:
+                handlers.setdefault(event, []).append(script.name)
+        self._handlers = handlers
+        self.handled_events = frozenset(handlers)
+
+    def _load_one(self, script: ScriptSource) -> list[str]:
+        size = len(script.source.encode())
+        if size > self.limits.max_script_bytes:
+            self._fail_load(
+                ScriptError(
+                    script.name,
+                    "limit",
+                    f"the script is {size} bytes; the limit is {self.limits.max_script_bytes}",
+                )
+            )
+            return []
+        try:
+            lua_source = translate(script.source)
+        except LuauSyntaxError as exc:
+            self._fail_load(ScriptError(script.name, "syntax", _clip(exc.message), exc.line))
+            return []
+        sandbox = self._sandbox
+        # The source goes into the VM under the host ceiling; the guest ceiling applies to its run.
+        args = sandbox.lua.table(script.name, lua_source)
+        deadline = time.thread_time() + self._budget_ms / 1000
+        try:
+            with sandbox.guest_ceiling():
+                kind, detail, line = self._kernel_load(args, deadline, self._budget_ms)
+        except lua54.LuaMemoryError:
+            kind, detail, line = "memory_limit", self._memory_message(), None
+        self._take_output(self._kernel_load_output(), self.load_output)
+        if kind is not None:
+            self._fail_load(ScriptError(script.name, kind, _clip(detail), line))
+            if kind == "memory_limit":
+                self._check_trust()
+            return []
+        return list(detail.values())
+
+    def _fail_load(self, error: ScriptError) -> None:
+        self.load_errors.append(error)
+
+    def _memory_message(self) -> str:
+        return f"memory limit exceeded ({self.limits.max_memory / 2**20:g} MiB per server)"
+
+    def _check_trust(self) -> None:
+        if self._sandbox.collect_garbage() > self.limits.max_memory * UNTRUSTED_HEAP_SHARE:
+            self._trusted = False
+
+    @property
+    def trusted(self) -> bool:
+        """False once the VM's live heap stays near its ceiling; the next event rebuilds it."""
+        return self._trusted
+
+    def memory_used(self) -> int:
+        return self._sandbox.memory_used()
+
+    def dispatch(self, event: str, payload: Mapping[str, Any]) -> EventResult:
+        """Run every loaded handler for ``event`` with ``payload``; never raises for guest faults."""
+        names = self._handlers.get(event)
+        result = EventResult(event)
+        if names is None:
+            if event not in EVENT_NAMES:
+                raise ValueError(f"unknown event {event!r}")
+            return result
+        check_plain(dict(payload))
+        if not self._trusted:
+            self.rebuilds += 1
+            log.info("guild %s: rebuilding its VM after a memory-limit error", self.guild_id)
+            self._load_all()
+            names = self._handlers.get(event)
+            if names is None:
+                return result
+        result.scripts = list(names)
+        sandbox = self._sandbox
+        lua_payload = sandbox.lua.table_from(payload, recursive=True)
+        deadline = time.thread_time() + self._budget_ms / 1000
+        try:
+            with sandbox.guest_ceiling():
+                produced = self._kernel_dispatch(event, lua_payload, deadline, self._budget_ms)
+        except lua54.LuaMemoryError:
+            # The kernel's own bookkeeping ran out of room: the running script filled the heap.
+            running = self._kernel_running()
+            result.errors.append(ScriptError(running or names[0], "memory_limit", self._memory_message()))
+            self._check_trust()
+            return result
+        if produced is None:
+            return result
+        self._collect(produced, result)
+        if any(error.kind == "memory_limit" for error in result.errors):
+            self._check_trust()
+        return result
+
+    def _collect(self, produced: Any, result: EventResult) -> None:
+        errors = produced["errors"]
+        if errors is not None:
+            for record in errors.values():
+                result.errors.append(
+                    ScriptError(record["script"], record["kind"], _clip(record["message"]), record["line"])
+                )
+        actions = produced["actions"]
+        if actions is not None:
+            result.actions = [lua_to_python(action) for action in actions.values()]
+        self._take_output(produced, result.output)
+
+    @staticmethod
+    def _take_output(produced: Any, into: list[OutputLine]) -> None:
+        if produced is None or produced["out_text"] is None:
+            return
+        scripts = produced["out_script"]
+        for i, text in produced["out_text"].items():
+            into.append(OutputLine(scripts[i], text))

@@ -1,0 +1,400 @@
+-- The host side of one guild VM.
+--
+-- Runs once per VM, with the full standard library, before any guest code exists. It builds the
+-- guest environment out of safe pieces, then runs guest code (a script's top level, or its handler
+-- for an event) under the budgets: CPU through a count hook on every coroutine guest code runs in,
+-- actions and print output through counters. Guest code never sees this chunk's locals, so the
+-- originals captured here (pcall, load, debug.sethook, the C pattern functions...) stay out of reach.
+--
+-- Called with one table, `config`, built by lua_runtime/sandbox.py:
+--   clock          function returning this thread's CPU time in seconds (Python's time.thread_time)
+--   hook_period    instructions between two budget checks
+--   max_actions    actions one event may request
+--   max_output     bytes of print output kept per event
+--   max_memory     the guest's heap ceiling, in bytes (for messages only; lupa enforces it)
+--   luau           what lua_runtime/luau/stdlib.lua returned: { globals = {...}, tostring = f }
+--   patterns       the factory returned by patterns.lua
+--   load_pattern_engine  function compiling pattern_engine.lua on first use
+--   discord        the factory returned by discord.lua
+--   events         array of the event names scripts may handle
+-- Returns the kernel: { load = f, dispatch = f, running = f, load_output = f }.
+local config = ...
+
+local clock = config.clock
+local HOOK_PERIOD = config.hook_period
+local MAX_ACTIONS = config.max_actions
+local MAX_OUTPUT = config.max_output
+local MAX_MEMORY_MIB = config.max_memory / 1048576
+local luau_tostring = config.luau.tostring
+
+local type, next, select, error, rawget, tonumber = type, next, select, error, rawget, tonumber
+local setmetatable, getmetatable, load, pcall = setmetatable, getmetatable, load, pcall
+local co_create, co_resume, co_status = coroutine.create, coroutine.resume, coroutine.status
+local sethook, getinfo = debug.sethook, debug.getinfo
+local str_find, str_format, str_gsub, str_sub = string.find, string.format, string.gsub, string.sub
+local str_match = string.match
+local utf8_len = utf8.len
+local tconcat = table.concat
+
+-- Unwinds guest code once a budget is spent. What was spent is in `exhausted`, not in this value,
+-- so a guest that catches it learns nothing and changes nothing.
+local STOP = setmetatable({}, { __metatable = false, __tostring = function() return "stopped" end })
+
+-- Per-event state. `exhausted` is nil, "time_limit", "memory_limit" or "limit".
+local deadline, budget_ms = 0, 0
+local exhausted, exhausted_message = nil, nil
+local actions, n_actions = {}, 0
+local out_script, out_text, n_output, output_bytes = {}, {}, 0, 0
+local current = nil -- name of the script whose code is running
+
+local function sanitize(s)
+  -- Strings cross into Python, which refuses invalid UTF-8: replace every byte of a bad string's
+  -- non-ASCII part rather than fail the whole event.
+  if utf8_len(s) then return s end
+  return (str_gsub(s, "[\128-\255]", "\239\191\189"))
+end
+
+local function describe(v)
+  local t = type(v)
+  if t == "string" then
+    return str_format("%q", #v > 40 and str_sub(v, 1, 40) .. "..." or v)
+  elseif t == "number" or t == "boolean" or t == "nil" then
+    return luau_tostring(v)
+  end
+  return "a " .. t
+end
+
+-- The budget hook. Once anything is exhausted it fires on every instruction, so that a guest
+-- pcall/xpcall that swallows STOP gets it again on its very next instruction.
+local hook
+hook = function()
+  if exhausted or clock() > deadline then
+    if not exhausted then exhausted = "time_limit" end
+    sethook(hook, "", 1)
+    error(STOP, 0)
+  end
+end
+
+-- Ends the running script's turn because of a quota (kind "limit"), uncatchable like the others.
+local function stop(kind, message)
+  exhausted, exhausted_message = kind, message
+  error(STOP, 0)
+end
+
+local function rethrow_if_spent(ok, ...)
+  if not ok then
+    if exhausted then error(STOP, 0) end
+    if (...) == "not enough memory" then stop("memory_limit") end
+  end
+  return ok, ...
+end
+
+-- Guest versions of the functions that could otherwise outrun a budget. ----------------------------
+
+local function guest_pcall(f, ...)
+  return rethrow_if_spent(pcall(f, ...))
+end
+
+-- The real xpcall runs its message handler with hooks off, so a handler that loops would never be
+-- stopped. Here the handler runs as ordinary guest code, after the failed call has unwound.
+local function guest_xpcall(f, handler, ...)
+  local function after(ok, ...)
+    if ok then return true, ... end
+    rethrow_if_spent(false, ...)
+    return false, select(2, rethrow_if_spent(pcall(handler, (...))))
+  end
+  return after(pcall(f, ...))
+end
+
+local function guest_setmetatable(t, mt)
+  if type(mt) == "table" and (rawget(mt, "__gc") ~= nil or rawget(mt, "__close") ~= nil) then
+    -- Finalizers and close handlers run with hooks off: nothing could stop one that loops.
+    error("__gc and __close metamethods are not available in Warden scripts", 2)
+  end
+  return setmetatable(t, mt)
+end
+
+local function guest_collectgarbage(option)
+  if option == nil or option == "count" then return collectgarbage("count") end
+  error("collectgarbage only supports \"count\" in Warden scripts", 2)
+end
+
+local function arm(co)
+  sethook(co, hook, "", HOOK_PERIOD)
+  return co
+end
+
+local function resumed(ok, ...)
+  if exhausted then error(STOP, 0) end
+  return ok, ...
+end
+
+local function wrap_result(ok, ...)
+  if exhausted then error(STOP, 0) end
+  if not ok then
+    local err = ...
+    if err == "not enough memory" then stop("memory_limit") end
+    error(err, 0)
+  end
+  return ...
+end
+
+local guest_coroutine = {
+  -- Hooks are per coroutine in Lua 5.4: every coroutine a script creates gets the budget hook.
+  create = function(f) return arm(co_create(f)) end,
+  resume = function(co, ...) return resumed(co_resume(co, ...)) end,
+  wrap = function(f)
+    local co = arm(co_create(f))
+    return function(...) return wrap_result(co_resume(co, ...)) end
+  end,
+  yield = coroutine.yield,
+  status = coroutine.status,
+  running = coroutine.running,
+  isyieldable = coroutine.isyieldable,
+  close = coroutine.close,
+}
+
+local function guest_print(...)
+  local n = select("#", ...)
+  local parts = {}
+  for i = 1, n do parts[i] = luau_tostring((select(i, ...))) end
+  local text = sanitize(tconcat(parts, "\t"))
+  if output_bytes >= MAX_OUTPUT then return end
+  if output_bytes + #text > MAX_OUTPUT then
+    text = str_sub(text, 1, MAX_OUTPUT - output_bytes) .. "... (print output cut: " .. MAX_OUTPUT .. " bytes per event)"
+    text = sanitize(text)
+    output_bytes = MAX_OUTPUT
+  else
+    output_bytes = output_bytes + #text
+  end
+  n_output = n_output + 1
+  out_script[n_output], out_text[n_output] = current, text
+end
+
+local function push_action(action)
+  if n_actions >= MAX_ACTIONS then
+    stop("limit", "too many actions in one event (the limit is " .. MAX_ACTIONS .. ")")
+  end
+  action.script = current
+  n_actions = n_actions + 1
+  actions[n_actions] = action
+end
+
+-- Lua pattern matching runs in C, out of the hook's reach: route risky calls to a Lua matcher.
+local safe_patterns = config.patterns(
+  { find = string.find, match = string.match, gmatch = string.gmatch, gsub = string.gsub },
+  config.load_pattern_engine
+)
+for name, f in next, safe_patterns do string[name] = f end
+string.dump = nil
+
+local string_mt = getmetatable("")
+string_mt.__metatable = "The metatable is locked"
+
+local modules = {}
+local module_loaders = {
+  ["@warden/discord"] = function()
+    return config.discord(push_action, { describe = describe, utf8_len = utf8_len, find = str_find })
+  end,
+}
+local module_names = {}
+for name in next, module_loaders do module_names[#module_names + 1] = name end
+table.sort(module_names)
+module_names = tconcat(module_names, ", ")
+
+local function guest_require(name)
+  local m = modules[name]
+  if m ~= nil then return m end
+  local loader = type(name) == "string" and module_loaders[name]
+  if not loader then
+    error("cannot require " .. describe(name) .. ": Warden scripts can require " .. module_names, 2)
+  end
+  m = loader()
+  modules[name] = m
+  return m
+end
+
+local BASE = {
+  assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs, select = select,
+  rawequal = rawequal, rawget = rawget, rawset = rawset, rawlen = rawlen,
+  getmetatable = getmetatable, setmetatable = guest_setmetatable,
+  tonumber = tonumber, tostring = luau_tostring, type = type,
+  pcall = guest_pcall, xpcall = guest_xpcall, print = guest_print, require = guest_require,
+  collectgarbage = guest_collectgarbage,
+  string = string, table = table, math = math, utf8 = utf8, coroutine = guest_coroutine,
+  os = { time = os.time, clock = os.clock, date = os.date, difftime = os.difftime },
+  _VERSION = "Luau",
+}
+for name, value in next, config.luau.globals do BASE[name] = value end
+
+-- Each script gets its own globals table that falls back on BASE, so one script's globals never
+-- clobber another's. The metatable is locked: a script cannot reach BASE through it.
+local ENV_MT = { __index = BASE, __metatable = false }
+
+local EVENTS = {}
+for i = 1, #config.events do EVENTS[config.events[i]] = true end
+
+-- Running guest code ------------------------------------------------------------------------------
+
+local function begin(new_deadline, new_budget_ms)
+  deadline, budget_ms = new_deadline, new_budget_ms
+  exhausted, exhausted_message = nil, nil
+  if n_actions > 0 then actions, n_actions = {}, 0 end
+  if n_output > 0 then out_script, out_text, n_output = {}, {}, 0 end
+  output_bytes = 0
+end
+
+local function error_text(err)
+  local t = type(err)
+  if t == "string" then return err end
+  if t == "number" then return luau_tostring(err) end
+  return "(error object is a " .. t .. " value)"
+end
+
+-- The innermost line of the script's own source on a failed coroutine's stack.
+local function author_line(co, source)
+  for level = 0, 200 do
+    local info = getinfo(co, level, "Sl")
+    if not info then return nil end
+    if info.source == source and info.currentline and info.currentline > 0 then return info.currentline end
+  end
+end
+
+local function failure(co, err, name)
+  local kind, message = exhausted, nil
+  if kind == "time_limit" then
+    message = "time limit exceeded (" .. budget_ms .. " ms of CPU per event)"
+  elseif kind == "memory_limit" or (kind == nil and err == "not enough memory") then
+    kind = "memory_limit"
+    message = str_format("memory limit exceeded (%g MiB per server)", MAX_MEMORY_MIB)
+  elseif kind == "limit" then
+    message = exhausted_message
+  else
+    kind = "runtime"
+    message = error_text(err)
+  end
+  local source = "=" .. name
+  local line = co and author_line(co, source)
+  -- Messages carry "name:LINE: " in front; the line travels separately.
+  local prefix_line, rest = str_match(message, "^[^\n:]*:(%d+): (.*)$")
+  if prefix_line and str_sub(message, 1, #name + 1) == name .. ":" then
+    line = line or tonumber(prefix_line)
+    message = rest
+  end
+  return kind, sanitize(message), line
+end
+
+-- Runs `f(...)` as guest code of script `name` in a fresh hooked coroutine. Returns nil and f's first
+-- result, or kind, message, line.
+local function run_guest(name, f, ...)
+  current = name
+  local co = arm(co_create(f))
+  local ok, result = co_resume(co, ...)
+  if ok and co_status(co) == "suspended" then
+    ok, result = false, "attempt to yield from outside a coroutine"
+  end
+  if not ok or exhausted then
+    return failure(co, result, name)
+  end
+  return nil, result
+end
+
+-- Loaded scripts: handlers[event] is an array of { name = script, fn = handler } in load order.
+local handlers = {}
+
+local kernel = {}
+
+-- Compiles and runs a script's top level. Returns nil and the array of events it handles, or
+-- kind, message, line. Output printed at the top level is returned with dispatch-style results.
+-- `source` is { name, lua_source }, a table the host filled under its own heap ceiling.
+function kernel.load(source, load_deadline, load_budget_ms)
+  local name, lua_source = source[1], source[2]
+  begin(load_deadline, load_budget_ms)
+  local env = setmetatable({}, ENV_MT)
+  env._G = env
+  local chunk, err = load(lua_source, "=" .. name, "t", env)
+  if not chunk then
+    local kind, message, line = failure(nil, err, name)
+    return "syntax", message, line
+  end
+  local kind, message, line = run_guest(name, chunk)
+  if kind then return kind, message, line end
+  local exported = message
+  if type(exported) ~= "table" then
+    return "runtime", "a script must return a table of event handlers, like return { message = function(msg) ... end }, got "
+      .. describe(exported), nil
+  end
+  local found = {}
+  local event, handler = next(exported)
+  while event ~= nil do
+    if not EVENTS[event] then
+      return "runtime", "unknown event " .. describe(event) .. " in the returned table; events are "
+        .. tconcat(config.events, ", "), nil
+    end
+    if type(handler) ~= "function" then
+      return "runtime", "the handler for " .. event .. " must be a function, got " .. describe(handler), nil
+    end
+    found[#found + 1] = event
+    event, handler = next(exported, event)
+  end
+  table.sort(found)
+  for i = 1, #found do
+    local list = handlers[found[i]] or {}
+    list[#list + 1] = { name = name, fn = rawget(exported, found[i]) }
+    handlers[found[i]] = list
+  end
+  return nil, found, nil
+end
+
+local function copy_plain(t)
+  local c = {}
+  for k, v in next, t do c[k] = type(v) == "table" and copy_plain(v) or v end
+  return c
+end
+
+-- Runs every loaded handler for `event`, in load order, until the event's budget is spent. Returns
+-- nil when nothing was produced, else { errors = {...}, actions = {...}, out_script = {...},
+-- out_text = {...} }. The first handler gets `payload` itself; later ones a copy, so that one
+-- script cannot rewrite what the next one sees.
+function kernel.dispatch(event, payload, event_deadline, event_budget_ms)
+  local list = handlers[event]
+  if not list then return nil end
+  begin(event_deadline, event_budget_ms)
+  local errors, spent_by = nil, nil
+  for i = 1, #list do
+    local entry = list[i]
+    local kind, message, line
+    if spent_by then
+      kind, line = exhausted, nil
+      message = "not run: the event's " .. (exhausted == "time_limit" and "CPU" or "memory")
+        .. " budget was used up by script " .. spent_by
+    else
+      kind, message, line = run_guest(entry.name, entry.fn, i == 1 and payload or copy_plain(payload))
+    end
+    if kind then
+      errors = errors or {}
+      errors[#errors + 1] = { script = entry.name, kind = kind, message = message, line = line }
+      if kind == "limit" then
+        exhausted = nil -- a quota ends one script's turn; the next script runs as usual
+      elseif not spent_by then
+        spent_by = entry.name
+      end
+    end
+  end
+  if not errors and n_actions == 0 and n_output == 0 then return nil end
+  return { errors = errors, actions = n_actions > 0 and actions or nil,
+           out_script = n_output > 0 and out_script or nil, out_text = n_output > 0 and out_text or nil }
+end
+
+-- The script whose code ran last: the one to blame when the kernel itself runs out of memory.
+function kernel.running()
+  return current
+end
+
+-- Top-level output of the last load, in the dispatch result's shape, or nil.
+function kernel.load_output()
+  if n_output == 0 then return nil end
+  return { out_script = out_script, out_text = out_text }
+end
+
+return kernel

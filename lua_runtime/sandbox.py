@@ -1,0 +1,145 @@
+"""Building one sandboxed Lua 5.4 runtime: the host chunks, the guest environment, the ceilings.
+
+A sandbox is a ``lupa.lua54.LuaRuntime`` plus the kernel (``lua/kernel.lua``) that owns guest code
+inside it. This module knows how to make one and how to call into it safely; :class:`GuildVM` in
+``guild_vm.py`` is the only owner of the result.
+
+Two lupa facts drive the shape of this module:
+
+* lupa has no interrupt API, so CPU is bounded by a Lua count hook (set by the kernel on every
+  coroutine guest code runs in); the hook reads this thread's CPU clock through a Python function
+  that only the kernel's locals can reach.
+* If the host pushes a value into a runtime whose heap is at ``max_memory``, Lua raises an
+  unprotected error and the whole process aborts. So the guest's ceiling is in force only while a
+  guest call runs (:meth:`Sandbox.guest_call`); host work happens under a higher ceiling.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from lupa import lua54
+
+from lua_runtime.events import EVENT_NAMES
+from lua_runtime.limits import MiB, SandboxLimits
+from lua_runtime.luau import STDLIB_PATH
+
+#: Instructions between two budget checks. Each check calls into Python (about 0.3 µs), so this
+#: keeps the check under 1% of guest time while bounding overshoot to well under a millisecond.
+HOOK_PERIOD = 10_000
+
+#: Room above the guest ceiling for host work (payload tables, results, reloading). Host work never
+#: needs more than a few hundred KiB; the rest is margin against the abort described above.
+HOST_HEADROOM = 8 * MiB
+
+_LUA_DIR = resources.files("lua_runtime") / "lua"
+
+
+def _refuse_attribute(obj: object, name: object, is_setting: bool) -> str:
+    # No Python object is ever handed to guest code; this is the second wall if one slips through.
+    raise AttributeError("Python attributes are not accessible from Lua")
+
+
+@functools.cache
+def _bytecode(chunk: str) -> bytes:
+    """Host chunk ``chunk`` compiled once per process, stripped of debug info.
+
+    Loading bytecode is ten times faster than compiling source, and stripped prototypes take half
+    the memory: both count, since every guild VM loads these chunks. Only host chunks are ever
+    loaded as bytecode; guest chunks are text-only (mode ``"t"``).
+    """
+    path = STDLIB_PATH if chunk == "luau_stdlib" else _LUA_DIR / f"{chunk}.lua"
+    source = path.read_bytes()
+    compiler = lua54.LuaRuntime(encoding=None, register_eval=False, register_builtins=False)
+    dump = compiler.eval("function(src, name) return string.dump(assert(load(src, name, 't')), true) end")
+    return dump(source, b"=" + chunk.encode())
+
+
+@dataclass(frozen=True, slots=True)
+class Ceilings:
+    """The two heap ceilings of a sandbox, in bytes."""
+
+    guest: int
+    host: int
+
+    @classmethod
+    def for_limits(cls, limits: SandboxLimits) -> Ceilings:
+        return cls(guest=limits.max_memory, host=limits.max_memory + HOST_HEADROOM)
+
+
+class Sandbox:
+    """One Lua runtime with the kernel loaded. Not thread-safe: one owner, one thread at a time."""
+
+    __slots__ = ("_kernel", "_lua", "ceilings", "limits")
+
+    def __init__(self, limits: SandboxLimits) -> None:
+        self.limits = limits
+        self.ceilings = Ceilings.for_limits(limits)
+        lua = lua54.LuaRuntime(
+            max_memory=self.ceilings.host,
+            register_eval=False,
+            register_builtins=False,
+            attribute_filter=_refuse_attribute,
+            unpack_returned_tuples=True,
+        )
+        self._lua = lua
+        run = lua.execute
+        # lupa registers a `python` module in every runtime, whatever the options say.
+        run(b"python = nil; package.loaded.python = nil")
+        luau = run(_bytecode("luau_stdlib"))
+        config = lua.table_from(
+            {
+                "clock": time.thread_time,
+                "hook_period": HOOK_PERIOD,
+                "max_actions": limits.max_actions_per_event,
+                "max_output": limits.max_output_per_event,
+                "max_memory": limits.max_memory,
+                "events": list(EVENT_NAMES),
+            },
+            recursive=True,
+        )
+        config["luau"] = luau
+        config["patterns"] = run(_bytecode("patterns"))
+        # The pattern engine is compiled on first use only; until then the VM holds its bytecode.
+        lazy = lua.eval("function(chunk) return function() return load(chunk, '=patterns', 'b')() end end")
+        config["load_pattern_engine"] = lazy(_bytecode("pattern_engine"))
+        config["discord"] = run(_bytecode("discord"))
+        self._kernel = run(_bytecode("kernel"), config)
+        # The host no longer needs these, and nothing may reach them: drop them from the VM.
+        run(b"io = nil; package = nil; dofile = nil; loadfile = nil; require = nil")
+
+    @property
+    def kernel(self) -> Any:
+        return self._kernel
+
+    @property
+    def lua(self) -> lua54.LuaRuntime:
+        return self._lua
+
+    @contextmanager
+    def guest_ceiling(self) -> Iterator[None]:
+        """Hold the guest's heap ceiling for the duration of one guest call.
+
+        Only values already in the VM (tables built before, interned strings, numbers) may be passed
+        into the call: pushing a new string while the guest's heap is full would abort the process.
+        """
+        lua = self._lua
+        lua.set_max_memory(self.ceilings.guest)
+        try:
+            yield
+        finally:
+            lua.set_max_memory(self.ceilings.host)
+
+    def memory_used(self) -> int:
+        """Bytes the guest side of this VM holds (lupa's count, without the runtime's base)."""
+        return self._lua.get_memory_used() or 0
+
+    def collect_garbage(self) -> int:
+        self._lua.execute(b"collectgarbage('collect')")
+        return self.memory_used()
