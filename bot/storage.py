@@ -465,7 +465,7 @@ class Storage:
         rows = await self._read("SELECT * FROM guild_settings WHERE guild_id = ?", guild_id)
         return _guild_settings(rows[0]) if rows else GuildSettings(guild_id)
 
-    async def update_guild_settings(self, guild_id: int, **changes: Any) -> GuildSettings:
+    async def update_guild_settings(self, guild_id: int, /, **changes: Any) -> GuildSettings:
         """Change some of the guild's settings (keyword per :class:`GuildSettings` field); return them all.
 
         Unknown names and invalid values raise :class:`StorageError` and change nothing.
@@ -558,14 +558,15 @@ class Storage:
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """The connection inside a ``BEGIN IMMEDIATE`` transaction, committed on normal exit."""
         async with self._lock:
-            await self._db.execute("BEGIN IMMEDIATE")
             try:
+                await self._db.execute("BEGIN IMMEDIATE")
                 yield self._db
                 await self._db.execute("COMMIT")
             except BaseException:
-                # A cancelled caller may leave its last statement queued on aiosqlite's thread; the
-                # ROLLBACK queues behind it and undoes it too. If the COMMIT itself went through
-                # before a cancellation arrived, there is nothing left to roll back.
+                # A caller cancelled while awaiting a statement (BEGIN included) leaves that statement
+                # queued on aiosqlite's thread, where it still runs; the ROLLBACK queues behind it and
+                # undoes it. If BEGIN failed, or COMMIT went through before a cancellation arrived,
+                # there is nothing to roll back.
                 with contextlib.suppress(sqlite3.OperationalError):
                     await self._db.execute("ROLLBACK")
                 raise
@@ -699,11 +700,11 @@ def _encode_names(names: Iterable[str], what: str) -> str:
     """A sorted, duplicate-free JSON list of event or capability names."""
     if isinstance(names, str):
         raise StorageError(f"{what} names must be a list of names, not one string")
-    unique = set(names)
-    for name in unique:
+    names = list(names)
+    for name in names:
         if not isinstance(name, str) or not name:
             raise StorageError(f"{what} names must be non-empty strings, got {name!r}")
-    return json.dumps(sorted(unique))
+    return json.dumps(sorted(set(names)))
 
 
 _SETTING_FIELDS = tuple(field.name for field in fields(GuildSettings) if field.name != "guild_id")
