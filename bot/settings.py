@@ -49,7 +49,7 @@ def _parse_token(raw: str) -> str:
 
 def _parse_snowflake(raw: str) -> int:
     if not raw.isdigit() or not 15 <= len(raw) <= 20:
-        raise ValueError("is not a Discord id", "use the numeric server id (Developer Mode, right-click, Copy ID)")
+        raise ValueError("is not a Discord id", "use the numeric server id (Developer Mode, Copy Server ID)")
     return int(raw)
 
 
@@ -121,11 +121,11 @@ SETTINGS: tuple[SettingSpec, ...] = (
         limit=True,
     ),
     SettingSpec(
-        "VM_MAX_OUTPUT_PER_EVENT", "max_output_per_event", _parse_size, "print output kept per event", limit=True
+        "VM_MAX_OUTPUT_PER_EVENT", "max_output_per_event", _parse_size, "print bytes per event", limit=True
     ),
-    SettingSpec("SCRIPT_MAX_BYTES", "max_script_bytes", _parse_size, "Size of one script's source", limit=True),
+    SettingSpec("SCRIPT_MAX_BYTES", "max_script_bytes", _parse_size, "Size of one script", limit=True),
     SettingSpec(
-        "SCRIPTS_PER_GUILD", "max_scripts_per_guild", _positive_int("scripts"), "Scripts per server", limit=True
+        "SCRIPTS_PER_GUILD", "max_scripts_per_guild", _positive_int("scripts"), "Scripts a server", limit=True
     ),
     SettingSpec("KV_MAX_KEYS", "kv_max_keys", _positive_int("keys"), "KV keys per server", limit=True),
     SettingSpec("KV_MAX_KEY_BYTES", "kv_max_key_bytes", _parse_size, "Length of one KV key", limit=True),
@@ -191,4 +191,3 @@ def load_settings(env_file: str | os.PathLike[str] | None = ".env") -> Settings:
 def setting_names() -> list[str]:
     """Every environment variable Warden reads, in documentation order."""
     return [spec.env for spec in SETTINGS]
-

@@ -46,6 +46,26 @@ def _clip(message: str) -> str:
     return message if len(message) <= MAX_ERROR_CHARS else message[: MAX_ERROR_CHARS - 1] + "…"
 
 
+class ScriptRejected(Exception):
+    """A script that cannot be loaded at all; ``error`` says why and where."""
+
+    def __init__(self, error: ScriptError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def translate_script(script: ScriptSource, limits: SandboxLimits) -> str:
+    """The Lua 5.4 source of ``script``, after the size check and the Luau translation."""
+    size = len(script.source.encode())
+    if size > limits.max_script_bytes:
+        message = f"the script is {size} bytes; the limit is {limits.max_script_bytes}"
+        raise ScriptRejected(ScriptError(script.name, "limit", message))
+    try:
+        return translate(script.source)
+    except LuauSyntaxError as exc:
+        raise ScriptRejected(ScriptError(script.name, "syntax", _clip(exc.message), exc.line)) from None
+
+
 def check_plain(value: Any, depth: int = 0) -> None:
     """Refuse anything but plain data: a Python object reachable from Lua would open Python to it."""
     if isinstance(value, _PLAIN_SCALARS):
@@ -73,7 +93,8 @@ def lua_to_python(value: Any, depth: int = 0) -> Any:
     items = dict(value.items())
     if items and all(type(k) is int for k in items) and sorted(items) == list(range(1, len(items) + 1)):
         return [lua_to_python(items[i], depth + 1) for i in range(1, len(items) + 1)]
-    return {k: lua_to_python(v, depth + 1) for k, v in items.items()}
+    # Sorted keys: Lua's table order is arbitrary, and actions are shown to people and diffed by tests.
+    return {k: lua_to_python(items[k], depth + 1) for k in sorted(items, key=str)}
 
 
 class GuildVM:
@@ -111,20 +132,10 @@ class GuildVM:
         self.handled_events = frozenset(handlers)
 
     def _load_one(self, script: ScriptSource) -> list[str]:
-        size = len(script.source.encode())
-        if size > self.limits.max_script_bytes:
-            self._fail_load(
-                ScriptError(
-                    script.name,
-                    "limit",
-                    f"the script is {size} bytes; the limit is {self.limits.max_script_bytes}",
-                )
-            )
-            return []
         try:
-            lua_source = translate(script.source)
-        except LuauSyntaxError as exc:
-            self._fail_load(ScriptError(script.name, "syntax", _clip(exc.message), exc.line))
+            lua_source = translate_script(script, self.limits)
+        except ScriptRejected as exc:
+            self.load_errors.append(exc.error)
             return []
         sandbox = self._sandbox
         # The source goes into the VM under the host ceiling; the guest ceiling applies to its run.
@@ -137,14 +148,11 @@ class GuildVM:
             kind, detail, line = "memory_limit", self._memory_message(), None
         self._take_output(self._kernel_load_output(), self.load_output)
         if kind is not None:
-            self._fail_load(ScriptError(script.name, kind, _clip(detail), line))
+            self.load_errors.append(ScriptError(script.name, kind, _clip(detail), line))
             if kind == "memory_limit":
                 self._check_trust()
             return []
         return list(detail.values())
-
-    def _fail_load(self, error: ScriptError) -> None:
-        self.load_errors.append(error)
 
     def _memory_message(self) -> str:
         return f"memory limit exceeded ({self.limits.max_memory / 2**20:g} MiB per server)"

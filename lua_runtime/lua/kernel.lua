@@ -17,7 +17,7 @@
 --   load_pattern_engine  function compiling pattern_engine.lua on first use
 --   discord        the factory returned by discord.lua
 --   events         array of the event names scripts may handle
--- Returns the kernel: { load = f, dispatch = f, running = f, load_output = f }.
+-- Returns the kernel: { compile = f, load = f, dispatch = f, running = f, load_output = f }.
 local config = ...
 
 local clock = config.clock
@@ -306,18 +306,30 @@ local kernel = {}
 
 -- Compiles and runs a script's top level. Returns nil and the array of events it handles, or
 -- kind, message, line. Output printed at the top level is returned with dispatch-style results.
--- `source` is { name, lua_source }, a table the host filled under its own heap ceiling.
-function kernel.load(source, load_deadline, load_budget_ms)
-  local name, lua_source = source[1], source[2]
-  begin(load_deadline, load_budget_ms)
+-- Compiles a script without running it: nil and the chunk, or "syntax", message, line.
+local function compile(name, lua_source)
   local env = setmetatable({}, ENV_MT)
   env._G = env
   local chunk, err = load(lua_source, "=" .. name, "t", env)
-  if not chunk then
-    local kind, message, line = failure(nil, err, name)
-    return "syntax", message, line
-  end
-  local kind, message, line = run_guest(name, chunk)
+  if chunk then return nil, chunk, nil end
+  local _, message, line = failure(nil, err, name)
+  return "syntax", message, line
+end
+
+-- `source` is { name, lua_source }, a table the host filled under its own heap ceiling.
+function kernel.compile(source)
+  local kind, message, line = compile(source[1], source[2])
+  if kind then return kind, message, line end
+  return nil, nil, nil
+end
+
+function kernel.load(source, load_deadline, load_budget_ms)
+  local name = source[1]
+  begin(load_deadline, load_budget_ms)
+  local kind, chunk, line = compile(name, source[2])
+  if kind then return kind, chunk, line end
+  local message
+  kind, message, line = run_guest(name, chunk)
   if kind then return kind, message, line end
   local exported = message
   if type(exported) ~= "table" then

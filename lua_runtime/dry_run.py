@@ -1,0 +1,84 @@
+"""Running one script against one event in a fresh sandbox, executing nothing.
+
+This is the single code path behind ``python -m bot script run``/``check``, the pool's dry-run
+action and ``/script test``: a fresh :class:`GuildVM` with the default limits, the same loading,
+the same kernel. The actions come back as data; nothing reaches Discord.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from lua_runtime.events import sample_payload
+from lua_runtime.guild_vm import GuildVM, ScriptRejected, ScriptSource, translate_script
+from lua_runtime.limits import SandboxLimits
+from lua_runtime.results import ScriptError
+from lua_runtime.sandbox import Sandbox
+
+
+@dataclass(slots=True)
+class DryRun:
+    """What one script did with one event: its actions, its print output, its first error."""
+
+    script: str
+    event: str
+    actions: list[dict[str, Any]] = field(default_factory=list)
+    output: list[str] = field(default_factory=list)
+    error: ScriptError | None = None
+    #: The events the script has handlers for (empty when it failed to load).
+    handled_events: list[str] = field(default_factory=list)
+    cpu_ms: float = 0.0
+    memory_bytes: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_json(self) -> dict[str, Any]:
+        """The offline CLI's JSON shape (DESIGN.md, "The offline CLI")."""
+        return {
+            "ok": self.ok,
+            "actions": [{k: v for k, v in action.items() if k != "script"} for action in self.actions],
+            "output": self.output,
+            "error": None if self.error is None else self.error.to_json(),
+        }
+
+
+def check_script(script: ScriptSource, limits: SandboxLimits) -> ScriptError | None:
+    """Translate and compile ``script`` without running any of it; the first error, or None."""
+    try:
+        lua_source = translate_script(script, limits)
+    except ScriptRejected as exc:
+        return exc.error
+    sandbox = Sandbox(limits)
+    kind, message, line = sandbox.kernel["compile"](sandbox.lua.table(script.name, lua_source))
+    return None if kind is None else ScriptError(script.name, kind, message, line)
+
+
+def dry_run(
+    script: ScriptSource,
+    event: str,
+    payload: Mapping[str, Any] | None,
+    limits: SandboxLimits,
+) -> DryRun:
+    """Load ``script`` in a fresh VM and feed it ``event`` (a sample payload when ``payload`` is None)."""
+    if payload is None:
+        payload = sample_payload(event)
+    run = DryRun(script.name, event)
+    started = time.thread_time()
+    vm = GuildVM(0, [script], limits)
+    run.output.extend(line.text for line in vm.load_output)
+    if vm.load_errors:
+        run.error = vm.load_errors[0]
+    else:
+        run.handled_events = sorted(vm.handled_events)
+        result = vm.dispatch(event, payload)
+        run.actions = result.actions
+        run.output.extend(line.text for line in result.output)
+        run.error = result.errors[0] if result.errors else None
+    run.cpu_ms = (time.thread_time() - started) * 1000
+    run.memory_bytes = vm.memory_used()
+    return run
