@@ -260,7 +260,7 @@ def migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
 
 
 def _prepare_database(path: Path) -> None:
-    """Create the file's folder, check and upgrade its schema, then switch it to WAL."""
+    """Create the file's folder, then check and upgrade its schema (WAL is switched on afterwards)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # A plain connection, without SQLITE_PRAGMAS: the version check must come before any pragma
     # writes to the file, and migrations that rebuild tables need foreign keys off.
