@@ -444,6 +444,7 @@ def test_racing_new_keys_cannot_pass_the_key_quota_together(db_path: Path) -> No
             kv.close()
 
 
+@pytest.mark.slow
 def test_kv_store_imports_neither_discord_nor_the_bot() -> None:
     code = (
         "import sys, lua_runtime.kv_store; "

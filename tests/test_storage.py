@@ -411,6 +411,7 @@ def check_integrity(path: Path) -> None:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
+@pytest.mark.slow
 def test_kv_writes_acknowledged_before_a_sigkill_are_kept(tmp_path: Path) -> None:
     path = tmp_path / "warden.db"
     with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
@@ -422,6 +423,7 @@ def test_kv_writes_acknowledged_before_a_sigkill_are_kept(tmp_path: Path) -> Non
         assert kv.get(durability_child.GUILD_ID, durability_child.COUNTER_KEY) >= acknowledged
 
 
+@pytest.mark.slow
 async def test_script_saves_acknowledged_before_a_sigkill_are_kept(tmp_path: Path) -> None:
     path = tmp_path / "warden.db"
     acknowledged = await asyncio.to_thread(kill_after_acknowledgements, path, "scripts", 25)
