@@ -18,6 +18,7 @@ import json
 import logging
 import re
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, fields
@@ -26,7 +27,8 @@ from typing import Any, Literal
 
 import aiosqlite
 
-from lua_runtime.kv_store import SQLITE_BUSY_TIMEOUT_SECONDS, SQLITE_PRAGMAS, KVStore
+from lua_runtime.guild_vm import ScriptSource
+from lua_runtime.kv_store import SQLITE_BUSY_TIMEOUT_SECONDS, SQLITE_PRAGMAS, KVStore, connect
 from lua_runtime.limits import SandboxLimits
 
 log = logging.getLogger(__name__)
@@ -383,9 +385,7 @@ class Storage:
 
     async def enabled_scripts(self, guild_id: int) -> list[ScriptRecord]:
         """The scripts a guild VM loads, ordered by name so that load order is deterministic."""
-        rows = await self._read(
-            f"{_SELECT_SCRIPT} WHERE s.guild_id = ? AND s.enabled = 1 ORDER BY s.name", guild_id
-        )
+        rows = await self._read(_SELECT_ENABLED, guild_id)
         return [_script_record(row) for row in rows]
 
     async def guilds_with_scripts(self) -> list[int]:
@@ -593,6 +593,8 @@ _SELECT_SCRIPT = """
     FROM scripts AS s
     JOIN script_versions AS v ON v.script_id = s.id AND v.version = s.current_version"""
 
+_SELECT_ENABLED = f"{_SELECT_SCRIPT} WHERE s.guild_id = ? AND s.enabled = 1 ORDER BY s.name"
+
 _SELECT_VERSION = """
     SELECT s.guild_id, s.name, v.version, v.source, v.author_id, v.events, v.created_at
     FROM script_versions AS v
@@ -731,3 +733,38 @@ def _clip_message(message: str) -> str:
     if len(message) <= RUN_LOG_MESSAGE_MAX_CHARS:
         return message
     return message[: RUN_LOG_MESSAGE_MAX_CHARS - 1] + "…"
+
+
+class StoredScripts:
+    """The enabled scripts of a guild, read synchronously: what a Lua worker loads into a fresh VM.
+
+    Workers build guild VMs on their own threads (or in their own processes) whenever a guild's VM
+    is missing, after an eviction or a crash, so they read the scripts themselves rather than wait
+    on the event loop. Picklable: a worker process gets the path and opens its own connection.
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["path"])
+
+    def scripts_for(self, guild_id: int) -> list[ScriptSource]:
+        """The guild's enabled scripts, ordered by name (the load order)."""
+        with self._lock:
+            if self._conn is None:
+                self._conn = connect(self.path)
+                self._conn.row_factory = sqlite3.Row
+            rows = self._conn.execute(_SELECT_ENABLED, (guild_id,)).fetchall()
+        return [ScriptSource(row["name"], row["source"]) for row in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None

@@ -58,6 +58,28 @@ def check_script(script: ScriptSource, limits: SandboxLimits) -> ScriptError | N
     return None if kind is None else ScriptError(script.name, kind, message, line)
 
 
+def _load(run: DryRun, script: ScriptSource, limits: SandboxLimits) -> GuildVM:
+    vm = GuildVM(0, [script], limits)
+    run.output.extend(line.text for line in vm.load_output)
+    run.error = vm.load_errors[0] if vm.load_errors else None
+    run.handled_events = sorted(vm.handled_events)
+    return vm
+
+
+def load_script(script: ScriptSource, limits: SandboxLimits) -> DryRun:
+    """Load ``script`` in a fresh VM, running its top level only: what an upload is validated with.
+
+    The result's ``handled_events`` are the events to record for the script; ``error`` is the
+    first problem (syntax, top-level runtime error, a quota), with the author's line.
+    """
+    run = DryRun(script.name, event="")
+    started = time.thread_time()
+    vm = _load(run, script, limits)
+    run.cpu_ms = (time.thread_time() - started) * 1000
+    run.memory_bytes = vm.memory_used()
+    return run
+
+
 def dry_run(
     script: ScriptSource,
     event: str,
@@ -69,12 +91,8 @@ def dry_run(
         payload = sample_payload(event)
     run = DryRun(script.name, event)
     started = time.thread_time()
-    vm = GuildVM(0, [script], limits)
-    run.output.extend(line.text for line in vm.load_output)
-    if vm.load_errors:
-        run.error = vm.load_errors[0]
-    else:
-        run.handled_events = sorted(vm.handled_events)
+    vm = _load(run, script, limits)
+    if run.error is None:
         result = vm.dispatch(event, payload)
         run.actions = result.actions
         run.output.extend(line.text for line in result.output)
