@@ -1,0 +1,147 @@
+"""The Discord client: gateway events to the guild VMs, their actions back to Discord.
+
+:class:`WardenBot` owns the long-lived parts (storage, the VM pool, the action executor, the
+incident reporter) and the small in-memory indexes that keep the per-event path cheap: which events
+each guild's enabled scripts handle, what each script was granted, and each guild's settings. The
+cogs call :meth:`WardenBot.run_event` for events and :meth:`WardenBot.scripts_changed` after a
+script command.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import discord
+from discord.ext import commands
+
+from bot.actions import ActionExecutor
+from bot.reporting import Incident, IncidentReporter, incidents_of
+from bot.settings import Settings
+from bot.storage import GuildSettings, Storage
+from lua_runtime.pool import VmPool
+
+log = logging.getLogger(__name__)
+
+#: Cogs loaded at start, one feature each.
+EXTENSIONS = ("cogs.events", "cogs.scripts")
+
+
+def default_intents(privileged: bool = True) -> discord.Intents:
+    """Guilds, messages, reactions; plus message content and members when the portal allows them."""
+    intents = discord.Intents.default()
+    intents.message_content = privileged
+    intents.members = privileged
+    return intents
+
+
+class WardenBot(commands.Bot):
+    """Warden's ``commands.Bot``: slash commands only, no pings by default."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        storage: Storage,
+        pool: VmPool,
+        *,
+        intents: discord.Intents | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            help_command=None,
+            intents=intents or default_intents(),
+            allowed_mentions=discord.AllowedMentions.none(),
+            **options,
+        )
+        self.settings = settings
+        self.storage = storage
+        self.pool = pool
+        self.executor = ActionExecutor()
+        self.reporter = IncidentReporter(storage)
+        self._guild_settings: dict[int, GuildSettings] = {}
+        # guild -> events its enabled scripts handle; guild -> script -> granted capabilities
+        self._handled: dict[int, frozenset[str]] = {}
+        self._grants: dict[int, dict[str, frozenset[str]]] = {}
+
+    async def setup_hook(self) -> None:
+        for guild_id in await self.storage.guilds_with_scripts():
+            await self._index_guild(guild_id)
+        await self.pool.start()
+        for extension in EXTENSIONS:
+            await self.load_extension(extension)
+        if self.settings.dev_guild_id is not None:
+            guild = discord.Object(id=self.settings.dev_guild_id)
+            self.tree.copy_global_to(guild=guild)
+            synced = await self.tree.sync(guild=guild)
+            log.info("synced %d slash commands to the development server %s", len(synced), guild.id)
+
+    async def on_ready(self) -> None:
+        intents = self.intents
+        log.info("ready as %s in %d servers", self.user, len(self.guilds))
+        if not (intents.message_content and intents.members):
+            log.warning(
+                "running without the Message Content and Server Members intents: message content "
+                "arrives empty and member_join/member_leave never fire (enable both in the "
+                "Developer Portal, Bot page, then restart)"
+            )
+
+    async def close(self) -> None:
+        """Stop taking events, let the workers finish what they hold, then close the database."""
+        await super().close()
+        await self.pool.close()
+        await self.storage.close()
+
+    # --- the per-event path --------------------------------------------------------------------
+
+    async def guild_settings(self, guild_id: int) -> GuildSettings:
+        settings = self._guild_settings.get(guild_id)
+        if settings is None:
+            settings = self._guild_settings[guild_id] = await self.storage.get_guild_settings(guild_id)
+        return settings
+
+    def settings_changed(self, settings: GuildSettings) -> None:
+        """Called after /script config saved new settings."""
+        self._guild_settings[settings.guild_id] = settings
+
+    async def run_event(
+        self, guild_id: int, event: str, payload: Mapping[str, Any], author_is_bot: bool
+    ) -> None:
+        """Run ``event`` through the guild's scripts and carry out their actions. Never raises."""
+        if event not in self._handled.get(guild_id, ()):
+            return
+        try:
+            settings = await self.guild_settings(guild_id)
+            if author_is_bot and not settings.allow_bot_authors:
+                return
+            guild = self.get_guild(guild_id)
+            try:
+                result = await self.pool.dispatch(guild_id, event, payload)
+            except Exception as exc:
+                log.exception("guild %s: dispatching %s failed", guild_id, event)
+                incident = Incident("(all scripts)", "internal", f"the {event} event was not run: {exc}")
+                await self.reporter.record(guild, guild_id, settings, None, [incident])
+                return
+            outcomes = []
+            if result.actions and guild is not None:
+                outcomes = await self.executor.execute(
+                    guild, result.actions, self._grants[guild_id], settings
+                )
+            incidents = incidents_of(result, outcomes)
+            if incidents or result.output:
+                await self.reporter.record(guild, guild_id, settings, result, incidents)
+        except Exception:
+            log.exception("guild %s: handling %s failed", guild_id, event)
+
+    # --- keeping the indexes true ---------------------------------------------------------------
+
+    async def _index_guild(self, guild_id: int) -> None:
+        scripts = await self.storage.enabled_scripts(guild_id)
+        self._handled[guild_id] = frozenset(event for script in scripts for event in script.events)
+        self._grants[guild_id] = {script.name: frozenset(script.capabilities) for script in scripts}
+
+    async def scripts_changed(self, guild_id: int) -> None:
+        """Called after any change to a guild's scripts: refresh the indexes and swap its VM."""
+        await self._index_guild(guild_id)
+        await self.pool.reload(guild_id)

@@ -1,0 +1,115 @@
+"""Telling a guild's admins what their scripts did wrong.
+
+Every script error, failed action and ``print`` line goes to the guild's run log (``/script logs``).
+Errors and failed actions are also posted to the guild's error channel when one is set, at most once
+per script per minute: the next report says how many were held back, so a script that fails on
+every message cannot flood the channel.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import discord
+
+from bot.actions import ActionOutcome
+from bot.storage import GuildSettings, RunLogLine, Storage
+from lua_runtime.results import EventResult
+
+log = logging.getLogger(__name__)
+
+#: Seconds between two error-channel reports about the same script.
+REPORT_INTERVAL = 60.0
+
+_KIND_TITLES = {
+    "syntax": "Syntax error",
+    "runtime": "Runtime error",
+    "time_limit": "Time limit exceeded",
+    "memory_limit": "Memory limit exceeded",
+    "limit": "Limit reached",
+    "action": "Action failed",
+    "internal": "Could not run",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    """One thing to tell the admins about one script."""
+
+    script: str
+    kind: str
+    message: str
+    line: int | None = None
+
+    def describe(self) -> str:
+        where = f" (line {self.line})" if self.line is not None else ""
+        return f"{_KIND_TITLES.get(self.kind, self.kind)}{where}: {self.message}"
+
+
+def incidents_of(result: EventResult | None, outcomes: Iterable[ActionOutcome]) -> list[Incident]:
+    found = [] if result is None else [Incident(e.script, e.kind, e.message, e.line) for e in result.errors]
+    found += [Incident(o.script, "action", o.problem or "failed") for o in outcomes if not o.ok]
+    return found
+
+
+class IncidentReporter:
+    """Writes the run log and posts throttled reports to error channels."""
+
+    def __init__(self, storage: Storage, clock: Any = time.monotonic) -> None:
+        self._storage = storage
+        self._clock = clock
+        # (guild, script) -> (time of the last report, reports held back since)
+        self._last: dict[tuple[int, str], tuple[float, int]] = {}
+
+    async def record(
+        self,
+        guild: discord.Guild | None,
+        guild_id: int,
+        settings: GuildSettings,
+        result: EventResult | None,
+        incidents: list[Incident],
+    ) -> None:
+        """Log ``result``'s output and every incident, then report the incidents. Never raises."""
+        lines = (
+            [] if result is None else [RunLogLine(guild_id, o.script, "print", o.text) for o in result.output]
+        )
+        lines += [RunLogLine(guild_id, i.script, "error", i.describe()) for i in incidents]
+        if lines:
+            try:
+                await self._storage.append_run_log_many(lines)
+            except Exception:
+                log.exception("guild %s: could not write %d run-log lines", guild_id, len(lines))
+        for incident in incidents:
+            log.info("guild %s, script %s: %s", guild_id, incident.script, incident.describe())
+            if guild is not None and settings.error_channel_id is not None:
+                await self._report(guild, settings.error_channel_id, incident)
+
+    async def _report(self, guild: discord.Guild, channel_id: int, incident: Incident) -> None:
+        key = (guild.id, incident.script)
+        now = self._clock()
+        last, held_back = self._last.get(key, (float("-inf"), 0))
+        if now - last < REPORT_INTERVAL:
+            self._last[key] = (last, held_back + 1)
+            return
+        self._last[key] = (now, 0)
+        channel = guild.get_channel_or_thread(channel_id)
+        if channel is None or not hasattr(channel, "send"):
+            log.warning("guild %s: error channel %s is gone", guild.id, channel_id)
+            return
+        embed = discord.Embed(
+            title=f"Script {incident.script}",
+            description=incident.describe()[:4000],
+            colour=discord.Colour.red(),
+        )
+        if held_back:
+            embed.set_footer(
+                text=f"{held_back} more report(s) held back in the last minute; see /script logs"
+            )
+        try:
+            await channel.send(embed=embed, allowed_mentions=discord.AllowedMentions.none())
+        except discord.HTTPException as exc:
+            log.warning("guild %s: cannot post to error channel %s: %s", guild.id, channel_id, exc)
