@@ -81,37 +81,41 @@ def _attachments(
     files: list[MultipartPart],
     existing: list[AttachmentRecord],
 ) -> list[AttachmentRecord]:
-    """Attachments named by ``payload["attachments"]``: ``files[n]`` uploads by index, kept ones by id."""
+    """The attachments a body leaves on a message.
+
+    ``payload["attachments"]`` lists them all: ``{"id": n}`` for this request's ``files[n]`` upload,
+    the id of an attachment the message already has to keep it. Without that list Discord keeps the
+    existing ones and appends every upload.
+    """
+
+    def upload(index: int, entry: dict[str, Any]) -> AttachmentRecord:
+        part = files[index]
+        # discord.py labels every upload application/octet-stream; the file name says more.
+        content_type = part.content_type if part.content_type != "application/octet-stream" else None
+        filename = entry.get("filename") or part.filename or "file"
+        return fake.store_attachment(
+            filename, part.data, content_type=content_type, description=entry.get("description")
+        )
+
     entries = payload.get("attachments")
     if entries is None:
-        entries = [{"id": str(index)} for index in range(len(files))]
-        kept = list(existing)
-    else:
-        kept = []
-    by_id = {a.id: a for a in existing}
-    result = kept
-    for entry in entries:
+        return [*existing, *(upload(index, {}) for index in range(len(files)))]
+    kept = {a.id: a for a in existing}
+    result = []
+    form = FormErrors()
+    for position, entry in enumerate(entries):
         attachment_id = int(entry["id"])
         if attachment_id < len(files):
-            part = files[attachment_id]
-            result.append(
-                fake.create_attachment(
-                    entry.get("filename") or part.filename or "file",
-                    part.data,
-                    content_type=part.content_type
-                    if part.content_type != "application/octet-stream"
-                    else None,
-                    description=entry.get("description"),
-                )
-            )
-        elif attachment_id in by_id:
-            result.append(by_id[attachment_id])
+            result.append(upload(attachment_id, entry))
+        elif attachment_id in kept:
+            result.append(kept[attachment_id])
         else:
-            form = FormErrors()
             form.add(
-                ("attachments", entries.index(entry), "id"), "ATTACHMENT_NOT_FOUND", "Unknown attachment."
+                ("attachments", position, "id"),
+                "ATTACHMENT_NOT_FOUND",
+                f"Unknown attachment {attachment_id}.",
             )
-            form.raise_if_any()
+    form.raise_if_any()
     return result
 
 
@@ -127,7 +131,7 @@ def compose_new(
 ) -> MessageRecord:
     """A new message from a create body, validated; the caller stores and announces it."""
     form = FormErrors()
-    validation.check_message(payload, form, file_count=len(files))
+    validation.check_message(payload, form)
     reference = payload.get("message_reference")
     referenced: MessageRecord | None = None
     if reference:
@@ -194,7 +198,7 @@ def apply_edit(
 ) -> None:
     """Apply an edit body to ``message``: only the fields present change, then it must not be empty."""
     form = FormErrors()
-    validation.check_message(payload, form, file_count=len(files))
+    validation.check_message(payload, form)
     form.raise_if_any()
     content = message.content
     if "content" in payload:

@@ -201,8 +201,12 @@ def modal_submit_data(modal: Mapping[str, Any], values: Mapping[str, str]) -> di
         raise ValueError(
             f"modal {modal.get('custom_id')!r} has no text inputs {sorted(unknown)}; it has {sorted(inputs)}"
         )
+    # An input the test leaves out is submitted with its pre-filled value, as by a user who left it alone.
+    entered = {
+        custom_id: values.get(custom_id, field.get("value") or "") for custom_id, field in inputs.items()
+    }
     for custom_id, component in inputs.items():
-        value = values.get(custom_id, "")
+        value = entered[custom_id]
         if component.get("required", True) and not value:
             raise ValueError(f"text input {custom_id!r} is required")
         if value and not component.get("min_length", 0) <= len(value) <= component.get("max_length", 4000):
@@ -222,7 +226,7 @@ def modal_submit_data(modal: Mapping[str, Any], values: Mapping[str, str]) -> di
                 "type": 4,
                 "id": component.get("id", 0),
                 "custom_id": component["custom_id"],
-                "value": values.get(component["custom_id"], ""),
+                "value": entered[component["custom_id"]],
             }
         return {"type": kind, "id": component.get("id", 0)}
 

@@ -174,7 +174,7 @@ class FakeDiscord:
         connection: asyncio.Task[None] | None = None
         try:
             await client.login(self.token)
-            connection = asyncio.create_task(client.connect(reconnect=False), name="fake-discord-client")
+            connection = asyncio.create_task(client.connect(), name="fake-discord-client")
             ready = asyncio.create_task(client.wait_until_ready())
             done, _ = await asyncio.wait(
                 {connection, ready}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED

@@ -28,7 +28,6 @@ MAX_MODAL_TITLE = 45
 MAX_MODAL_COMPONENTS = 5
 MAX_TEXT_INPUT = 4000
 MAX_BULK_DELETE = 100
-MAX_FILES = 10
 MAX_TIMEOUT_DAYS = 28
 MAX_BAN_DELETE_SECONDS = 7 * 24 * 3600
 
@@ -146,7 +145,7 @@ def check_components(components: Any, form: FormErrors) -> None:
     walk(components, ("components",))
 
 
-def check_message(payload: dict[str, Any], form: FormErrors, *, file_count: int) -> None:
+def check_message(payload: dict[str, Any], form: FormErrors) -> None:
     """The field checks of a message body (create, edit, interaction response, webhook followup)."""
     content = payload.get("content")
     if content is not None:
@@ -161,14 +160,8 @@ def check_message(payload: dict[str, Any], form: FormErrors, *, file_count: int)
     if payload.get("components") is not None:
         check_components(payload["components"], form)
     for index, attachment in enumerate(payload.get("attachments") or []):
-        attachment_id = str(attachment.get("id", "")) if isinstance(attachment, dict) else ""
-        if not attachment_id.isdigit():
+        if not isinstance(attachment, dict) or not str(attachment.get("id", "")).isdigit():
             _required(form, ("attachments", index, "id"))
-        elif int(attachment_id) < MAX_FILES and int(attachment_id) >= file_count:
-            # Small ids point at this request's files[n] parts; bigger ones are existing attachments.
-            form.add(
-                ("attachments", index, "id"), "ATTACHMENT_NOT_FOUND", f"Unknown attachment {attachment_id}."
-            )
 
 
 def check_not_empty(
