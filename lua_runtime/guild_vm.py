@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +31,7 @@ UNTRUSTED_HEAP_SHARE = 0.75
 #: Deepest nesting accepted in an event payload (real payloads are three levels deep).
 MAX_PAYLOAD_DEPTH = 8
 
-_PLAIN_SCALARS = (str, int, float, bool, type(None))
+_PLAIN_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,19 +67,22 @@ def translate_script(script: ScriptSource, limits: SandboxLimits) -> str:
 
 
 def check_plain(value: Any, depth: int = 0) -> None:
-    """Refuse anything but plain data: a Python object reachable from Lua would open Python to it."""
-    if isinstance(value, _PLAIN_SCALARS):
-        return
+    """Refuse anything but plain data: a Python object reachable from Lua would open Python to it.
+
+    ``value`` is a dict or a list; scalars are checked inline, so only containers recurse.
+    """
     if depth >= MAX_PAYLOAD_DEPTH:
         raise ValueError(f"payload nested deeper than {MAX_PAYLOAD_DEPTH} levels")
     if type(value) is dict:
         for key, item in value.items():
             if type(key) is not str:
                 raise ValueError(f"payload keys must be strings, got {key!r}")
-            check_plain(item, depth + 1)
+            if type(item) not in _PLAIN_SCALARS:
+                check_plain(item, depth + 1)
     elif type(value) is list:
         for item in value:
-            check_plain(item, depth + 1)
+            if type(item) not in _PLAIN_SCALARS:
+                check_plain(item, depth + 1)
     else:
         raise ValueError(f"payloads hold plain data only, got {type(value).__name__}")
 
@@ -169,7 +172,7 @@ class GuildVM:
     def memory_used(self) -> int:
         return self._sandbox.memory_used()
 
-    def dispatch(self, event: str, payload: Mapping[str, Any]) -> EventResult:
+    def dispatch(self, event: str, payload: dict[str, Any]) -> EventResult:
         """Run every loaded handler for ``event`` with ``payload``; never raises for guest faults."""
         names = self._handlers.get(event)
         result = EventResult(event)
@@ -177,7 +180,7 @@ class GuildVM:
             if event not in EVENT_NAMES:
                 raise ValueError(f"unknown event {event!r}")
             return result
-        check_plain(dict(payload))
+        check_plain(payload)
         if not self._trusted:
             self.rebuilds += 1
             log.info("guild %s: rebuilding its VM after a memory-limit error", self.guild_id)

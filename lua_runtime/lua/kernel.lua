@@ -284,18 +284,37 @@ local function failure(co, err, name)
   return kind, sanitize(message), line
 end
 
--- Runs `f(...)` as guest code of script `name` in a fresh hooked coroutine. Returns nil and f's first
--- result, or kind, message, line.
-local function run_guest(name, f, ...)
+-- Guest code runs in a runner: a hooked coroutine that calls one function per resume and yields
+-- DONE with its result. A runner that finished cleanly is kept for the next call, which saves
+-- creating and arming a coroutine on every event; one that failed (or was left suspended by a
+-- guest yield) is dropped, its stack kept for the error's line.
+local DONE = setmetatable({}, { __metatable = false })
+local co_yield = coroutine.yield
+local idle_runner = nil
+
+local function runner_loop(f, arg)
+  while true do
+    f, arg = co_yield(DONE, f(arg))
+  end
+end
+
+-- Runs `f(arg)` as guest code of script `name`. Returns nil and f's first result, or kind,
+-- message, line.
+local function run_guest(name, f, arg)
   current = name
-  local co = arm(co_create(f))
-  local ok, result = co_resume(co, ...)
-  if ok and co_status(co) == "suspended" then
-    ok, result = false, "attempt to yield from outside a coroutine"
+  local co = idle_runner
+  idle_runner = nil
+  if co == nil then
+    co = arm(co_create(runner_loop))
+  end
+  local ok, tag, result = co_resume(co, f, arg)
+  if ok and tag ~= DONE then
+    ok, tag = false, "attempt to yield from outside a coroutine"
   end
   if not ok or exhausted then
-    return failure(co, result, name)
+    return failure(co, tag, name)
   end
+  idle_runner = co
   return nil, result
 end
 
@@ -386,10 +405,10 @@ function kernel.dispatch(event, payload, event_deadline, event_budget_ms)
     if kind then
       errors = errors or {}
       errors[#errors + 1] = { script = entry.name, kind = kind, message = message, line = line }
-      if kind == "limit" then
-        exhausted = nil -- a quota ends one script's turn; the next script runs as usual
-      elseif not spent_by then
-        spent_by = entry.name
+      if kind == "time_limit" or kind == "memory_limit" then
+        spent_by = spent_by or entry.name
+      else
+        exhausted = nil -- a quota or an error ends one script's turn; the next script runs as usual
       end
     end
   end
