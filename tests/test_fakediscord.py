@@ -72,6 +72,7 @@ class ScriptGroup(app_commands.Group):
         await interaction.response.defer(thinking=True)
         await self.bot.gate.wait()
         await interaction.followup.send(f"ran {name}")
+        await interaction.followup.send(f"log of {name}")
         await interaction.edit_original_response(content=f"finished {name}")
 
     @run.autocomplete("name")
@@ -501,22 +502,23 @@ async def test_injected_faults_surface_as_discord_py_exceptions(
             await channel.send("never")
 
         before = fake.mark()
+        # One send meets all three; discord.py sleeps 1 s after a 500 on its first try (longer later).
+        fake.fail_next("POST", send, status=500)
         fake.fail_next("POST", send, status=429, retry_after=0.05)
         fake.fail_next("POST", send, status=429, retry_after=0.05, is_global=True)
-        fake.fail_next("POST", send, status=500)
         await channel.send("after retries")
 
     assert scene.alice.id in scene.guild.members
     retried = fake.calls("POST", send)[-4:]
     assert [c.index >= before for c in retried] == [True] * 4
-    assert [c.status for c in retried] == [429, 429, 500, 200]
-    assert retried[0].response == {
+    assert [c.status for c in retried] == [500, 429, 429, 200]
+    assert retried[1].response == {
         "message": "You are being rate limited.",
         "retry_after": 0.05,
         "global": False,
         "code": 0,
     }
-    assert retried[1].response["global"] is True
+    assert retried[2].response["global"] is True
 
 
 # Validation violations ------------------------------------------------------------------------------
@@ -632,11 +634,18 @@ async def test_deferred_response_then_followup_and_edit(
         deferred = await interaction.wait_response()
         assert deferred.type == CallbackType.DEFERRED_CHANNEL_MESSAGE and deferred.deferred
         assert interaction.original is not None and interaction.original.loading
+        log_posted = bot.wait_for(
+            "message", check=lambda m: m.content == "log of welcome", timeout=EVENT_TIMEOUT
+        )
         bot.gate.set()
-        followup = await interaction.wait_followup()
+        first = await interaction.wait_followup(0)
+        second = await interaction.wait_followup(1)
         edited = await interaction.wait_original_edit()
-    assert followup.content == "ran welcome" and followup.webhook_id == fake.application_id
-    assert edited.content == "finished welcome" and not edited.loading
+        assert (await log_posted).id == second.id
+    # The first followup after a deferral fills in the "thinking" message; later ones are new messages.
+    assert first is edited is interaction.original and first.webhook_id == fake.application_id
+    assert edited.content == "finished welcome" and not edited.loading and not edited.ephemeral
+    assert second.id != first.id and second.content == "log of welcome"
     assert fake.calls("POST", "/webhooks/{webhook_id}/{webhook_token}")[0].query["wait"] == "1"
 
 

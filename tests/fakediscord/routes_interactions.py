@@ -216,7 +216,14 @@ class InteractionRoutes:
         record = self._webhook_interaction(request)
         if record.callback is None:
             raise DiscordError(404, 10015, "Unknown Webhook", violation=True)
-        message = await self._post(record, request.payload, request.files)
+        placeholder = record.original
+        if placeholder is not None and placeholder.loading and not placeholder.deleted:
+            # The first followup after a deferral fills in the "thinking" placeholder instead of posting
+            # a new message, and keeps the deferral's ephemeral flag, as Discord does.
+            await self._edit(record, placeholder, request.payload, request.files)
+            message = placeholder
+        else:
+            message = await self._post(record, request.payload, request.files)
         record.followups.append(message)
         if not _truthy(request.query.get("wait")):
             return None
