@@ -34,13 +34,24 @@ local function num2str(x)
   end
   if x ~= x then return "nan" end
   if x == huge or x == -huge then return x > 0 and "inf" or "-inf" end
-  -- 15, 16, then 17 significant digits: the first that reads back exactly is the shortest.
-  local s = format("%.14e", x)
-  if s + 0 ~= x then
-    s = format("%.15e", x)
-    if s + 0 ~= x then s = format("%.16e", x) end
+  -- The first precision that reads back exactly gives the shortest digits. A normal double's
+  -- shortest form has at most 17 digits and, if it has 15 or fewer, rounding to 15 finds it; a
+  -- subnormal one has fewer bits of precision, so any count of digits may be shortest. A power of
+  -- two reads back from a narrower interval on its side toward zero, so the digits nearest to it
+  -- may miss while the next decimal away from zero (one unit more in the last digit) reads back.
+  local p = (x > -2.2250738585072014e-308 and x < 2.2250738585072014e-308) and 0 or 14
+  local s = format("%." .. p .. "e", x)
+  while s + 0 ~= x do
+    local sign, lead, rest, exp = match(s, "^(-?)(%d)%.?(%d*)e(.*)$")
+    local up = format("%d", tointeger(lead .. rest) + 1)
+    if #up > #rest + 1 then up, exp = sub(up, 1, -2), exp + 1 end
+    s = format("%s%s.%se%d", sign, sub(up, 1, 1), sub(up, 2), exp)
+    if s + 0 ~= x then
+      p = p + 1
+      s = format("%." .. p .. "e", x)
+    end
   end
-  local sign, lead, rest, exp = match(s, "^(-?)(%d)%.(%d-)0*e(.*)$")
+  local sign, lead, rest, exp = match(s, "^(-?)(%d)%.?(%d-)0*e(.*)$")
   local digits, dot = lead .. rest, exp + 1
   if dot < -5 or dot > 21 then
     return format("%s%s%s%se%s%02d", sign, lead, rest ~= "" and "." or "", rest, dot > 0 and "+" or "-",
@@ -189,6 +200,13 @@ table.freeze = function(t)
   proxy_mt.__metatable = mt or false
   frozen[t] = store
   return setmetatable(t, proxy_mt)
+end
+
+-- rawset is a write too: the guest gets this one instead of Lua's.
+local function luau_rawset(t, k, v)
+  checktable(t, 1, "rawset")
+  if frozen[t] then error("attempt to modify a readonly table", 2) end
+  return call_c("rawset", rawset, t, k, v)
 end
 
 table.isfrozen = function(t)
@@ -393,6 +411,7 @@ return {
     typeof = type,
     unpack = unpack,
     bit32 = bit32,
+    rawset = luau_rawset,
     tostring = luau_tostring,
     __luau_iter = iterate,
     __luau_str = luau_tostring,

@@ -1,0 +1,44 @@
+"""The Luau layer: Luau source to Lua 5.4 source, and Luau's standard library for Lua 5.4.
+
+Scripts are written in Luau and run on Lua 5.4 (``lupa.lua54``). :func:`translate` turns a script
+into Lua 5.4 source with every statement on its original line; ``stdlib.lua`` (at
+:data:`STDLIB_PATH`) is the chunk the sandbox runs in each VM to add Luau's library and the helpers
+translated code calls. This package never imports discord.py.
+
+The pipeline, one module per job: ``lexer`` (tokens), ``erasure`` (type annotations blanked),
+``parser`` (tree-sitter, syntax diagnostics), ``translator`` (the tree to Lua 5.4). Translations
+are cached here, keyed on the source.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from lua_runtime.luau.erasure import erase_types
+from lua_runtime.luau.errors import LuauSyntaxError
+from lua_runtime.luau.lexer import tokenize
+from lua_runtime.luau.parser import parse
+from lua_runtime.luau.translator import translate_tree
+
+__all__ = ["STDLIB_PATH", "LuauSyntaxError", "translate"]
+
+#: The Lua 5.4 chunk that adds Luau's standard library to a VM (see its header for the contract).
+STDLIB_PATH: Path = Path(__file__).with_name("stdlib.lua")
+
+#: Distinct sources kept translated: every script of every guild a process serves, with room to spare.
+CACHE_SIZE = 2048
+
+
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def translate(source: str) -> str:
+    """Luau ``source`` as Lua 5.4 source: same number of lines, every statement on its own line.
+
+    Raises :class:`LuauSyntaxError` (line and column in ``source``) for code that is not Luau, or
+    that uses Lua 5.4 syntax Luau does not have (``goto``, ``<close>``, bitwise operators).
+    Translations are cached, so the same source is parsed once.
+    """
+    tokens = tokenize(source)
+    text = erase_types(source, tokens)
+    tree = parse(text, tokens)
+    return translate_tree(text, tree)
