@@ -70,9 +70,9 @@ class _Eraser:
         if not self.tok.is_op(text):
             if opener is not None:
                 line, _ = (self._positions or Positions(self.source)).line_col(opener.start)
-                raise self.error(
-                    self.tok, f"Expected '{text}' (to close '{opener.text}' at line {line}), got {self.tok.describe()}"
-                )
+                got = self.tok.describe()
+                message = f"Expected '{text}' (to close '{opener.text}' at line {line}), got {got}"
+                raise self.error(self.tok, message)
             raise self.error(self.tok, f"Expected '{text}', got {self.tok.describe()}")
         return self.advance()
 
@@ -154,7 +154,7 @@ class _Eraser:
         if previous is None or not (
             previous.kind in (NUMBER, STRING, INTERP_END)
             or previous.is_op(")", "]", "}", "...")
-            or previous.kind == NAME and previous.text not in _KEYWORDS_BEFORE_EXPRESSION
+            or (previous.kind == NAME and previous.text not in _KEYWORDS_BEFORE_EXPRESSION)
         ):
             raise self.error(self.tok, "Unexpected '::' (Luau has no goto labels)")
         start = self.advance()
@@ -226,7 +226,8 @@ class _Eraser:
         elif token.is_op("<"):  # a generic function type, <T>(T) -> T
             self.skip_group()
             if not self.tok.is_op("("):
-                raise self.error(self.tok, f"Expected '(' when parsing function type, got {self.tok.describe()}")
+                got = self.tok.describe()
+                raise self.error(self.tok, f"Expected '(' when parsing function type, got {got}")
             self.parenthesized_type(function_only=True)
         elif token.is_op("..."):  # a variadic pack, ...T
             self.advance()

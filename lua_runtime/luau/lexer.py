@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from lua_runtime.luau.errors import Positions
 
 KEYWORDS = frozenset(
-    "and break do else elseif end false for function if in local nil not or repeat return then true "
-    "until while".split()
-)
+    {
+        "and", "break", "do", "else", "elseif", "end", "false", "for", "function", "if", "in", "local",
+        "nil", "not", "or", "repeat", "return", "then", "true", "until", "while",
+    }
+)  # fmt: skip
 
 #: Token kinds. An interpolated string `a{x}b{y}c` is interp_begin "`a{", the tokens of x,
 #: interp_mid "}b{", the tokens of y, interp_end "}c`"; one without braces is a plain "string".
@@ -103,7 +105,8 @@ def tokenize(source: str) -> list[Token]:
         if source[end] == "`":
             return "end", end + 1
         if source.startswith("{{", end):
-            raise fail(end, "Double braces are not permitted within interpolated strings; did you mean '\\{'?")
+            message = "Double braces are not permitted within interpolated strings; did you mean '\\{'?"
+            raise fail(end, message)
         return "brace", end + 1
 
     while True:
@@ -124,7 +127,7 @@ def tokenize(source: str) -> list[Token]:
                 newline = source.find("\n", pos)
                 pos = size if newline == -1 else newline
             continue
-        if char.isalpha() and char.isascii() or char == "_":
+        if (char.isalpha() and char.isascii()) or char == "_":
             match = _NAME.match(source, pos)
             append(Token(NAME, match.group(), pos, match.end()))
             pos = match.end()

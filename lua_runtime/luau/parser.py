@@ -41,7 +41,9 @@ def parse(text: str, tokens: list[Token]) -> tree_sitter.Tree:
 _CLOSER = {"(": ")", "[": "]", "{": "}", INTERP_BEGIN: "}"}
 _BLOCK_KINDS = frozenset({"function", "do", "while", "for", "if"})
 # After these, `if` begins an if-then-else expression rather than a statement.
-_EXPRESSION_KEYWORDS = frozenset({"return", "and", "or", "not", "in", "until", "while", "if", "elseif", "local"})
+_EXPRESSION_KEYWORDS = frozenset(
+    {"return", "and", "or", "not", "in", "until", "while", "if", "elseif", "local"}
+)
 
 
 @dataclass
@@ -120,14 +122,18 @@ def check_blocks(tokens: list[Token], positions: Positions) -> LuauSyntaxError |
                     return mismatch(token)
                 stack.pop()
             elif word == "until":
-                if not stack or stack[-1].kind != "repeat":
-                    return mismatch(token) if stack else positions.error(token.start, "Expected <eof>, got 'until'")
+                if not stack:
+                    return positions.error(token.start, "Expected <eof>, got 'until'")
+                if stack[-1].kind != "repeat":
+                    return mismatch(token)
                 stack.pop()
         elif token.kind == OP and token.text in "([{":
             stack.append(_Open(token, token.text))
         elif token.kind == OP and token.text in ")]}":
-            if not stack or _CLOSER.get(stack[-1].kind) != token.text:
-                return mismatch(token) if stack else positions.error(token.start, f"Unexpected '{token.text}'")
+            if not stack:
+                return positions.error(token.start, f"Unexpected '{token.text}'")
+            if _CLOSER.get(stack[-1].kind) != token.text:
+                return mismatch(token)
             stack.pop()
         elif token.kind == INTERP_BEGIN:
             stack.append(_Open(token, INTERP_BEGIN))
@@ -160,20 +166,23 @@ def describe_error(
     first = inside[0] if inside else following
     if first.kind == NAME and first.text == "goto":
         return positions.error(first.start, "Luau has no goto statement")
-    at_statement = node.parent is not None and node.parent.type in ("chunk", "block") and (
-        node.prev_sibling is None or node.prev_sibling.type not in ("=", ",", "(")
+    at_statement = (
+        node.parent is not None
+        and node.parent.type in ("chunk", "block")
+        and (node.prev_sibling is None or node.prev_sibling.type not in ("=", ",", "("))
     )
     if at_statement and first.kind == NAME and first.text not in _STATEMENT_KEYWORDS:
         return positions.error(first.start, "Incomplete statement: expected assignment or a function call")
     if at_statement and first.kind == NAME:
-        rest = inside[1:] + [following]
+        rest = [*inside[1:], following]
         near = next((t for t in rest if t.kind != NAME or t.text in _STATEMENT_KEYWORDS), following)
         return positions.error(first.start, f"Malformed '{first.text}' statement near {near.describe()}")
     return positions.error(first.start, f"Unexpected {first.describe()}")
 
 
 _STATEMENT_KEYWORDS = frozenset(
-    {"local", "function", "for", "while", "repeat", "if", "return", "do", "break", "end", "until", "else", "elseif"}
+    {"local", "function", "for", "while", "repeat", "if", "return", "do", "break", "end", "until"}
+    | {"else", "elseif"}
 )
 
 

@@ -35,7 +35,8 @@ _LOOPS = frozenset({"while_statement", "for_statement", "repeat_statement"})
 _FUNCTIONS = frozenset({"function_declaration", "function_definition"})
 # Literals that can never be false or nil: `if c then <literal> else b` may become `c and <literal> or b`.
 _TRUTHY_LITERALS = frozenset({"number", "string", "true", "table_constructor", "function_definition"})
-_STRINGS_FOR_CONCAT = frozenset({"string"})
+# Keys that may be evaluated twice: `t[k] += 1` needs no temporaries for them.
+_PLAIN_KEYS = frozenset({"identifier", "number", "string", "true", "false"})
 
 
 def translate_tree(text: str, tree: tree_sitter.Tree) -> str:
@@ -59,7 +60,7 @@ def lua_number(literal: str) -> str:
 class _Loop:
     """A loop being translated: whether a `continue` in it (not in a nested loop) needs the label."""
 
-    __slots__ = ("node", "has_continue")
+    __slots__ = ("has_continue", "node")
 
     def __init__(self, node: tree_sitter.Node) -> None:
         self.node = node
@@ -115,7 +116,7 @@ class _Translator:
         parts.append(self.source(position, node.end_byte))
         return "".join(parts)
 
-    # Numbers -------------------------------------------------------------------------------------------
+    # Numbers ------------------------------------------------------------------------------------------
 
     def number(self, node: tree_sitter.Node) -> str:
         return lua_number(self.node_text(node))
@@ -127,7 +128,7 @@ class _Translator:
             return f"({text} * 1.0)"
         return text
 
-    # Strings and concatenation --------------------------------------------------------------------------
+    # Strings and concatenation ------------------------------------------------------------------------
 
     def binary_expression(self, node: tree_sitter.Node) -> str:
         operator = node.child_by_field_name("left").next_sibling
@@ -151,7 +152,8 @@ class _Translator:
             parts.append(_lua_string(self.source(literal_start, child.start_byte)))
             inner = self.children(child, lambda c: "" if c.type in ("{", "}") else None)
             expression = child.named_children[0] if child.named_child_count == 1 else None
-            parts.append(inner if expression is not None and expression.type == "string" else f"__luau_str({inner})")
+            is_string = expression is not None and expression.type == "string"
+            parts.append(inner if is_string else f"__luau_str({inner})")
             literal_start = child.end_byte
         parts.append(_lua_string(self.source(literal_start, node.end_byte - 1)))
         pieces = [part for part in parts if part != '""'] or ['""']
@@ -159,17 +161,19 @@ class _Translator:
 
     def arguments(self, node: tree_sitter.Node) -> str:
         first = node.children[0] if node.child_count else None
-        if first is not None and first.type == "string" and self.data[first.start_byte : first.start_byte + 1] == b"`":
-            raise self.error(first, "Interpolated strings cannot be used as call arguments without parentheses")
+        if first is not None and first.type == "string" and self.node_text(first).startswith("`"):
+            message = "Interpolated strings cannot be used as call arguments without parentheses"
+            raise self.error(first, message)
         return self.children(node)
 
-    # Names ----------------------------------------------------------------------------------------------
+    # Names --------------------------------------------------------------------------------------------
 
     def identifier(self, node: tree_sitter.Node) -> str:
         text = self.node_text(node)
         if text == "goto":
             # A Lua 5.4 keyword: fine as a field name (see dot_index_expression and field), not as a name.
-            raise self.error(node, "'goto' cannot be used as a name here (it is reserved in the Lua 5.4 runtime)")
+            message = "'goto' cannot be used as a name here (it is reserved in the Lua 5.4 runtime)"
+            raise self.error(node, message)
         return text
 
     def dot_index_expression(self, node: tree_sitter.Node) -> str:
@@ -185,9 +189,10 @@ class _Translator:
         return self.children(node)
 
     def attribute(self, node: tree_sitter.Node) -> str:
-        raise self.error(node, f"Unexpected '<' (Luau has no local attributes such as {self.node_text(node)})")
+        attribute = self.node_text(node)
+        raise self.error(node, f"Unexpected '<' (Luau has no local attributes such as {attribute})")
 
-    # Compound assignment ----------------------------------------------------------------------------------
+    # Compound assignment ------------------------------------------------------------------------------
 
     def update_statement(self, node: tree_sitter.Node) -> str:
         targets, operator, values = node.children[0], node.children[1], node.children[2]
@@ -221,14 +226,14 @@ class _Translator:
             return head + assign(f"__luau_t{key}", f"__luau_t{key}") + " end"
         if target.type == "bracket_index_expression":
             index = target.child_by_field_name("field")
-            if table.type == "identifier" and index.type in ("identifier", "number", "string", "true", "false"):
+            if table.type == "identifier" and index.type in _PLAIN_KEYS:
                 access = f"{self.emit(table)}[{self.emit(index)}]"
                 return assign(access, access)
             head = f"do local __luau_t, __luau_k = {self.emit(table)}, {self.emit(index)}; "
             return head + assign("__luau_t[__luau_k]", "__luau_t[__luau_k]") + " end"
         raise self.error(target, "Cannot assign to this expression")
 
-    # Loops and continue -------------------------------------------------------------------------------------
+    # Loops and continue -------------------------------------------------------------------------------
 
     def loop(self, node: tree_sitter.Node) -> str:
         loop = _Loop(node)
@@ -275,8 +280,8 @@ class _Translator:
                 line, _ = self.positions.line_col(len(self.data[: continue_node.start_byte].decode()))
                 raise self.error(
                     name_node,
-                    f"Local {name} used in the repeat..until condition is undefined because continue statement "
-                    f"on line {line} jumps over it",
+                    f"Local {name} used in the repeat..until condition is undefined because continue "
+                    f"statement on line {line} jumps over it",
                 )
 
         def body_part(child: tree_sitter.Node) -> str | None:
@@ -313,9 +318,13 @@ class _Translator:
 
     def for_generic_clause(self, node: tree_sitter.Node) -> str:
         values = node.children[-1]
-        return self.children(node, lambda child: f"__luau_iter({self.emit(child)})" if child == values else None)
 
-    # If-then-else expressions ---------------------------------------------------------------------------------
+        def wrap(child: tree_sitter.Node) -> str | None:
+            return f"__luau_iter({self.emit(child)})" if child == values else None
+
+        return self.children(node, wrap)
+
+    # If-then-else expressions -------------------------------------------------------------------------
 
     def if_expression(self, node: tree_sitter.Node) -> str:
         branches = [node, *(c for c in node.children if c.type in ("elseif_clause", "else_clause"))]
@@ -383,7 +392,7 @@ _HANDLERS: dict[str, Callable[[_Translator, tree_sitter.Node], str]] = {
 }
 
 
-# Tree queries ---------------------------------------------------------------------------------------------
+# Tree queries -------------------------------------------------------------------------------------
 
 
 def _is_string_valued(node: tree_sitter.Node) -> bool:
@@ -452,7 +461,8 @@ def _referenced_names(node: tree_sitter.Node) -> list[tree_sitter.Node]:
         if current.type == "identifier":
             parent = current.parent
             field_name = parent.field_name_for_child(parent.children.index(current)) if parent else None
-            if field_name not in ("field", "method") and not (parent.type == "field" and field_name == "name"):
+            is_key = parent is not None and parent.type == "field" and field_name == "name"
+            if field_name not in ("field", "method") and not is_key:
                 found.append(current)
         stack.extend(c for c in current.children if c.type not in _FUNCTIONS)
     return found
