@@ -29,7 +29,9 @@ from tests.fakediscord import (
 )
 from tests.fakediscord.fixtures import GuildScene, bot_intents, fake_discord, fake_guild
 
-__all__ = ["fake_discord", "fake_guild"]  # fixtures used by name below
+# Fixtures are requested by parameter name; importing them here (and exporting them, so linters know
+# the import is used) is how this module gets them without a conftest.
+__all__ = ["fake_discord", "fake_guild"]
 
 EVENT_TIMEOUT = 5.0
 

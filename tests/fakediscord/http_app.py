@@ -172,64 +172,74 @@ class RestApp:
         return await self._serve(request, None)
 
     async def _serve(self, request: web.Request, spec: RouteSpec | None) -> web.StreamResponse:
-        route = spec.template if spec is not None else NOT_A_ROUTE
         path = request.path.removeprefix(spec.prefix if spec is not None else API_PREFIX)
-        reason_header = request.headers.get("X-Audit-Log-Reason")
-        body_json: Any = None
-        parts: tuple[MultipartPart, ...] = ()
-        status, body, headers = 200, None, {}
-        error: DiscordError | None = None
+        reason = request.headers.get("X-Audit-Log-Reason")
+        unparsable: DiscordError | None = None
         try:
             body_json, parts = await _parse_body(request)
-            if spec is None:
-                raise errors.route_not_implemented(request.method, path)
-            if spec.bot_auth and request.headers.get("Authorization") != f"Bot {self._fake.token}":
-                raise errors.unauthorized()
-            fault = self._fake.log.take_fault(request.method, route)
-            if fault is not None:
-                body, headers = fault.answer()
-                status = fault.status
-            else:
-                api_request = ApiRequest(
-                    method=request.method,
-                    route=route,
-                    path=path,
-                    params=dict(request.match_info),
-                    query=dict(request.query),
-                    headers=CIMultiDictProxy(CIMultiDict(request.headers)),
-                    json=body_json,
-                    parts=parts,
-                    reason=urllib.parse.unquote(reason_header) if reason_header else None,
-                )
-                result = await spec.handler(api_request)
-                if isinstance(result, Answer):
-                    status, body, headers = result.status, result.body, result.headers
-                else:
-                    status, body = (200, result) if result is not None else (204, None)
-                headers = {**_success_headers(request.method, route), **headers}
+        except DiscordError as exc:
+            body_json, parts, unparsable = None, (), exc
+        api_request = ApiRequest(
+            method=request.method,
+            route=spec.template if spec is not None else NOT_A_ROUTE,
+            path=path,
+            params=dict(request.match_info) if spec is not None else {},
+            query=dict(request.query),
+            headers=CIMultiDictProxy(CIMultiDict(request.headers)),
+            json=body_json,
+            parts=parts,
+            reason=urllib.parse.unquote(reason) if reason else None,
+        )
+        try:
+            if unparsable is not None:
+                raise unparsable
+            status, body, headers = await self._answer(api_request, spec)
+            error = None
         except DiscordError as exc:
             error = exc
-            status, body = exc.status, exc.body()
         except Exception as exc:
             # A bug in the fake, not in the client. Answered 400, not 500: discord.py retries a 500
             # for 25 s before giving up, while a 400 fails the client's call at once; recorded as a
             # violation so that the test fails and names it.
             _log.exception("fake Discord: %s %s failed inside the fake", request.method, path)
             error = DiscordError(400, FAKE_FAILURE, f"the fake failed: {exc!r}", violation=True)
-            status, body = error.status, error.body()
+        if error is not None:
+            status, body, headers = error.status, error.body(), {}
+        self._record(api_request, status, body, error)
+        if isinstance(body, bytes):
+            return web.Response(status=status, body=body, headers=headers)
+        return json_response(status, body, headers)
+
+    async def _answer(self, request: ApiRequest, spec: RouteSpec | None) -> tuple[int, Any, dict[str, str]]:
+        """Status, body and headers for a parsed request: auth, then an injected fault, then the handler."""
+        if spec is None:
+            raise errors.route_not_implemented(request.method, request.path)
+        if spec.bot_auth and request.headers.get("Authorization") != f"Bot {self._fake.token}":
+            raise errors.unauthorized()
+        fault = self._fake.log.take_fault(request.method, request.route)
+        if fault is not None:
+            body, headers = fault.answer()
+            return fault.status, body, headers
+        result = await spec.handler(request)
+        headers = _success_headers(request.method, request.route)
+        if isinstance(result, Answer):
+            return result.status, result.body, headers | result.headers
+        return (200, result, headers) if result is not None else (204, None, headers)
+
+    def _record(self, request: ApiRequest, status: int, body: Any, error: DiscordError | None) -> None:
         call = RecordedCall(
             index=len(self._fake.log.calls),
             method=request.method,
-            route=route,
-            path=path,
-            path_params=dict(request.match_info) if spec is not None else {},
-            query=dict(request.query),
-            headers=CIMultiDictProxy(CIMultiDict(request.headers)),
-            json=body_json,
-            parts=parts,
+            route=request.route,
+            path=request.path,
+            path_params=request.params,
+            query=request.query,
+            headers=request.headers,
+            json=request.json,
+            parts=request.parts,
             status=status,
             response=body,
-            reason=urllib.parse.unquote(reason_header) if reason_header else None,
+            reason=request.reason,
             at=self._fake.clock.now(),
         )
         violation = None
@@ -237,6 +247,3 @@ class RestApp:
             violation = Violation(call=call, code=error.code, message=error.message, errors=error.errors)
             _log.warning("fake Discord: the client broke a rule: %s", violation)
         self._fake.log.record(call, violation)
-        if isinstance(body, bytes):
-            return web.Response(status=status, body=body, headers=headers)
-        return json_response(status, body, headers)

@@ -443,8 +443,9 @@ class CoreRoutes:
             & Permission.BAN_MEMBERS
         ):
             raise errors.missing_permissions()
-        if guild.bans.pop(user_id, ...) is ...:
+        if user_id not in guild.bans:
             raise errors.unknown("ban")
+        del guild.bans[user_id]
         await self._fake.dispatch(
             "GUILD_BAN_REMOVE",
             {"guild_id": str(guild.id), "user": user_payload(self._state.user(user_id))},

@@ -152,7 +152,7 @@ class FakeDiscord:
 
     @property
     def gateway_url(self) -> str:
-        return f"ws://127.0.0.1:{self._port}/gateway"
+        return self.base_url.replace("http://", "ws://", 1) + "/gateway"
 
     @contextlib.asynccontextmanager
     async def connected(
@@ -188,9 +188,12 @@ class FakeDiscord:
             yield client
         finally:
             await client.close()
-            if connection is not None:
-                await asyncio.gather(connection, return_exceptions=True)
+            ended = await asyncio.gather(connection, return_exceptions=True) if connection is not None else []
             discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = saved
+        # Reached only when the block succeeded: a connection that died under it must not go unnoticed.
+        failures = [outcome for outcome in ended if isinstance(outcome, BaseException)]
+        if failures:
+            raise RuntimeError("the client's gateway connection failed during the test") from failures[0]
 
     # State builders (no gateway events: build before the client connects) ------------------------
 
