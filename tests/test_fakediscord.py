@@ -350,6 +350,29 @@ async def test_messages_and_reactions_by_the_bot_are_recorded(
     assert [m.id for m in fake.messages_in(scene.general)] == [quiet.id, loud.id, with_file.id]
 
 
+async def test_wait_for_call_awaits_calls_the_bot_makes_on_its_own(
+    fake_discord: FakeDiscord, fake_guild: GuildScene
+) -> None:
+    fake, scene = fake_discord, fake_guild
+    bot = ScriptBot()
+
+    async def echo(message: discord.Message) -> None:
+        if message.author != bot.user:
+            await message.channel.send(f"echo: {message.content}")
+
+    bot.add_listener(echo, "on_message")
+    route = "/channels/{channel_id}/messages"
+    async with fake.connected(bot):
+        mark = fake.mark()
+        await fake.send_message(scene.general, scene.alice, "one")
+        await fake.send_message(scene.general, scene.alice, "two")
+        second = await fake.wait_for_call("POST", route, since=mark, count=2, channel_id=scene.general.id)
+        with pytest.raises(TimeoutError, match="call #1 to DELETE"):
+            await fake.wait_for_call("DELETE", route + "/{message_id}", since=mark, timeout=0.05)
+    echoes = fake.calls("POST", route, channel_id=scene.general.id)
+    assert second in echoes and {c.payload["content"] for c in echoes} == {"echo: one", "echo: two"}
+
+
 async def test_moderation_calls_carry_bodies_and_audit_reasons(
     fake_discord: FakeDiscord, fake_guild: GuildScene
 ) -> None:
