@@ -195,12 +195,14 @@ class ScriptCommands(commands.Cog):
         name: str,
         source: str,
         capabilities: frozenset[str] | None,
+        replacing: bool,
     ) -> tuple[ScriptRecord, list[str]]:
         """Validate ``source`` in a fresh sandbox, save it as ``name``'s next version, swap the VM.
 
         Returns the saved record and the script's top-level print output. Raises
         :class:`CommandRefused` (with the line of the error and that line of source) when the script
-        does not load; nothing is saved then. ``capabilities`` None keeps the script's grants.
+        does not load; nothing is saved then. ``capabilities`` None keeps the script's grants;
+        ``replacing`` says whether a version of the script is already running (for the refusal).
         """
         guild_id = server_of(interaction)
         limits = self.bot.settings.limits
@@ -211,9 +213,9 @@ class ScriptCommands(commands.Cog):
             )
         loaded = await self._load(name, source)
         if loaded.error is not None:
+            kept = "the version already running keeps running" if replacing else "nothing was saved"
             raise CommandRefused(
-                f"**{name}** was not saved; the version already running keeps running.\n"
-                + describe_error(loaded.error, source)
+                f"**{name}** was not saved; {kept}.\n" + describe_error(loaded.error, source)
             )
         record = await self.bot.storage.save_script(
             guild_id, name, source, interaction.user.id, loaded.handled_events, capabilities
@@ -282,7 +284,9 @@ class ScriptCommands(commands.Cog):
         capabilities = None
         if granted:
             capabilities = granted | frozenset(existing.capabilities if existing else ())
-        record, output = await self._check_and_save(interaction, script_name, source, capabilities)
+        record, output = await self._check_and_save(
+            interaction, script_name, source, capabilities, replacing=existing is not None
+        )
         await respond(interaction, self._saved_text(record, output, created=existing is None))
 
     @script.command(name="edit", description="Edit a script in a text box (scripts up to 4000 characters)")
@@ -301,7 +305,7 @@ class ScriptCommands(commands.Cog):
         async def save(submitted: discord.Interaction, source: str) -> None:
             await defer(submitted)
             await self._require_script(guild_id, name)
-            saved, output = await self._check_and_save(submitted, name, source, None)
+            saved, output = await self._check_and_save(submitted, name, source, None, replacing=True)
             await respond(submitted, self._saved_text(saved, output, created=False))
 
         await interaction.response.send_modal(EditSource(name, record.source, save))
