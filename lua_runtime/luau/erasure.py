@@ -11,6 +11,9 @@ Blanking replaces every character but a newline with a space: lines and columns 
 alias becomes ``;`` plus spaces, and so does a cast followed by ``(``, so that the next line's
 ``(`` still starts a new statement in Lua, as it does in Luau.
 
+One more rewrite keeps tree-sitter able to parse: it refuses a numeric literal with an underscore
+right after ``0x`` or ``0b`` (``0x_FF``), which Luau accepts; that underscore becomes a ``0``.
+
 Where annotations are:
 - after a name in ``local`` and ``for`` name lists (``local x: number``);
 - in a function's generic list, parameter list and return type (``function f<T>(x: T): T``);
@@ -45,6 +48,10 @@ class _Eraser:
         # Character ranges to blank, and the offsets where a ';' replaces the first blank.
         self.blanks: list[tuple[int, int]] = []
         self.semicolons: list[int] = []
+        # Offsets of the `_` in literals like 0x_FF, which become `0`.
+        self.zeros: list[int] = []
+        # The token index just past the last type parsed: a name there starts a new statement.
+        self.type_end = -1
         self._positions: Positions | None = None
 
     # The token stream ---------------------------------------------------------------------------
@@ -84,7 +91,10 @@ class _Eraser:
     def run(self) -> None:
         while self.tok.kind != EOF:
             token = self.tok
-            if token.kind != NAME and token.kind != "op":
+            if token.kind == NUMBER and token.text[2:3] == "_" and token.text[1:2] in "xXbB":
+                self.zeros.append(token.start + 2)
+                self.advance()
+            elif token.kind != NAME and token.kind != "op":
                 self.advance()
             elif token.is_keyword("local"):
                 self.advance()
@@ -169,7 +179,7 @@ class _Eraser:
                 return False
         elif token.text != "type" or self.peek().kind != NAME or self.peek().text in ("and", "or"):
             return False
-        if self.i == 0:
+        if self.i == 0 or self.i == self.type_end:
             return True
         previous = self.tokens[self.i - 1]
         if previous.kind == NAME:
@@ -200,6 +210,7 @@ class _Eraser:
             while self.tok.is_op("?"):
                 self.advance()
             if not self.tok.is_op("|", "&"):
+                self.type_end = self.i
                 return
             self.advance()
 
@@ -310,9 +321,11 @@ class _Eraser:
             self.semicolons.append(start.start)
 
     def result(self) -> str:
-        if not self.blanks:
+        if not self.blanks and not self.zeros:
             return self.source
         chars = list(self.source)
+        for index in self.zeros:
+            chars[index] = "0"
         for start, end in self.blanks:
             for index in range(start, end):
                 if chars[index] != "\n":

@@ -99,7 +99,8 @@ end
 
 -- Calls a C library function on the guest's behalf. A C function's error would carry this chunk's
 -- position, so a failure is raised again at the guest's line, under the guest-facing name (a C
--- function called through pcall has no name of its own: Lua writes '?').
+-- function called through pcall has no name of its own: Lua writes '?'). Callers write
+-- `return (call_c(...))`: a tail call would drop their frame and shift the level.
 local function call_c(fname, f, ...)
   local ok, result = pcall(f, ...)
   if ok then return result end
@@ -112,7 +113,7 @@ end
 -- string.format with Luau's conversions: %s, %q and %* print numbers the Luau way, %* prints any
 -- value through tostring, %u is %d, and the integer conversions truncate a fractional number.
 string.format = function(fmt, ...)
-  if type(fmt) ~= "string" then return call_c("format", format, fmt, ...) end
+  if type(fmt) ~= "string" then return (call_c("format", format, fmt, ...)) end
   local args, i = { ... }, 0
   fmt = gsub(fmt, "%%([-+ #0]*%d*%.?%d*)(.?)", function(flags, conv)
     if conv == "%" then return nil end
@@ -130,7 +131,7 @@ string.format = function(fmt, ...)
     end
     if conv == "u" then return "%" .. flags .. "d" end
   end)
-  return call_c("format", format, fmt, unpack(args, 1, select("#", ...)))
+  return (call_c("format", format, fmt, unpack(args, 1, select("#", ...))))
 end
 
 string.split = function(s, sep)
@@ -206,7 +207,7 @@ end
 local function luau_rawset(t, k, v)
   checktable(t, 1, "rawset")
   if frozen[t] then error("attempt to modify a readonly table", 2) end
-  return call_c("rawset", rawset, t, k, v)
+  return (call_c("rawset", rawset, t, k, v))
 end
 
 table.isfrozen = function(t)
@@ -263,9 +264,9 @@ table.concat = function(t, sep, i, j)
         copy[k - i + 1] = num2str(v)
       end
     end
-    if copy then return call_c("concat", concat, copy, sep) end
+    if copy then return (call_c("concat", concat, copy, sep)) end
   end
-  return call_c("concat", concat, t, sep, i, j)
+  return (call_c("concat", concat, t, sep, i, j))
 end
 
 -- math ------------------------------------------------------------------------------------------------

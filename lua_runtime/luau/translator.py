@@ -476,7 +476,7 @@ def _lua_string(raw: str) -> str:
         char = raw[index]
         if char == "\\" and index + 1 < size:
             following = raw[index + 1]
-            out.append(following if following in "{`" else char + following)
+            out.append(following if following in "{}`" else char + following)
             index += 2
             continue
         out.append('\\"' if char == '"' else char)
