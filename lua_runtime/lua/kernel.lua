@@ -385,8 +385,8 @@ end
 
 -- Runs every loaded handler for `event`, in load order, until the event's budget is spent. Returns
 -- nil when nothing was produced, else { errors = {...}, actions = {...}, out_script = {...},
--- out_text = {...} }. The first handler gets `payload` itself; later ones a copy, so that one
--- script cannot rewrite what the next one sees.
+-- out_text = {...} }. Every handler but the last gets a copy of `payload` and the last the
+-- original, so that one script cannot rewrite what the next one sees.
 function kernel.dispatch(event, payload, event_deadline, event_budget_ms)
   local list = handlers[event]
   if not list then return nil end
@@ -400,7 +400,7 @@ function kernel.dispatch(event, payload, event_deadline, event_budget_ms)
       message = "not run: the event's " .. (exhausted == "time_limit" and "CPU" or "memory")
         .. " budget was used up by script " .. spent_by
     else
-      kind, message, line = run_guest(entry.name, entry.fn, i == 1 and payload or copy_plain(payload))
+      kind, message, line = run_guest(entry.name, entry.fn, i == #list and payload or copy_plain(payload))
     end
     if kind then
       errors = errors or {}
