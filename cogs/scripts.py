@@ -126,6 +126,8 @@ class ScriptCommands(commands.Cog):
         name="script",
         description="Manage this server's Warden scripts",
         guild_only=True,
+        # ``guild_only`` sets the deprecated dm_permission; contexts is what Discord reads now.
+        allowed_contexts=app_commands.AppCommandContext(guild=True, dm_channel=False, private_channel=False),
         default_permissions=discord.Permissions(manage_guild=True),
     )
     kv = app_commands.Group(

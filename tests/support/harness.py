@@ -23,6 +23,7 @@ that it did not claim with ``h.fake.expect_violations()``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ import pytest
 
 from bot.bot import WardenBot
 from bot.settings import Settings
-from bot.storage import Storage, StoredScripts
+from bot.storage import RunLogEntry, Storage, StoredScripts
 from lua_runtime.limits import SandboxLimits
 from lua_runtime.pool import PoolConfig, VmPool
 from tests.fakediscord import (
@@ -53,6 +54,8 @@ GUILD_READY_TIMEOUT = 0.05
 #: How long a helper waits for the bot to answer before failing the test. Generous: the machine is
 #: shared, and nothing here is a timing assertion.
 ANSWER_TIMEOUT = 15.0
+#: Between two reads of the run log while waiting for it to fill.
+RUN_LOG_POLL_SECONDS = 0.02
 
 
 @dataclass
@@ -231,6 +234,51 @@ class WardenHarness:
 
             message = await interaction.wait_until(filled, timeout=timeout, what="the answer after deferring")
         return Answer(interaction, callback.type, message)
+
+    async def autocomplete(
+        self,
+        subcommand: str,
+        focused: str,
+        *,
+        options: Mapping[str, Any] | None = None,
+        member: MemberRecord | None = None,
+    ) -> list[dict[str, Any]]:
+        """The choices the bot offers while ``member`` (default: the admin) types option ``focused``."""
+        interaction = await self.fake.autocomplete(
+            self.guild,
+            member or self.admin,
+            "script",
+            focused=focused,
+            subcommand=subcommand,
+            options=options or {},
+            channel=self.general,
+        )
+        callback = await interaction.wait_response(ANSWER_TIMEOUT)
+        return callback.choices
+
+    async def wait_for_run_log(
+        self,
+        count: int = 1,
+        *,
+        script: str | None = None,
+        timeout: float = ANSWER_TIMEOUT,  # noqa: ASYNC109
+    ) -> list[RunLogEntry]:
+        """The guild's run log (newest first) once it holds at least ``count`` entries (of ``script``).
+
+        The bot writes the run log after an event's actions, with no Discord call to wait on, so this
+        polls the database until the entries are there.
+        """
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    entries = await self.storage.recent_run_log(self.guild_id, script, limit=max(count, 50))
+                    if len(entries) >= count:
+                        return entries
+                    await asyncio.sleep(RUN_LOG_POLL_SECONDS)
+        except TimeoutError:
+            raise TimeoutError(
+                f"after {timeout} s the run log still has fewer than {count} entries"
+            ) from None
 
     def attachment(self, filename: str, source: str | bytes) -> dict[str, Any]:
         """A file hosted by the stand-in, to pass as a slash command's attachment."""
