@@ -286,6 +286,7 @@ def describe_stats(stats: GuildStats) -> str:
             counts = f"{script.events:>6}  {script.errors:>6}  {script.time_limit_hits:>10}"
             rows.append(f"{script.script:<{width}}  {counts}  {script.cpu_seconds * 1000:>6.1f}")
         lines.append(code_block("\n".join(rows)))
+        lines.append("Each event's CPU time is split evenly among the scripts that ran for it.")
     else:
         lines.append("No script has run yet.")
     return "\n".join(lines)
