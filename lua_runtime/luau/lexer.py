@@ -92,6 +92,7 @@ def tokenize(source: str) -> list[Token]:
 
     # One entry per interpolation being read: the depth of `{` braces opened inside it.
     interpolations: list[int] = []
+    interpolation_starts: list[int] = []
     pos, size = 0, len(source)
     if source.startswith("#!"):  # a shebang line, as Luau allows
         pos = source.find("\n") if "\n" in source else size
@@ -164,6 +165,7 @@ def tokenize(source: str) -> list[Token]:
             else:
                 append(Token(INTERP_BEGIN, source[pos:end], pos, end))
                 interpolations.append(0)
+                interpolation_starts.append(pos)
             pos = end
             continue
         if char == "}" and interpolations and interpolations[-1] == 0:
@@ -171,6 +173,7 @@ def tokenize(source: str) -> list[Token]:
             if kind == "end":
                 append(Token(INTERP_END, source[pos:end], pos, end))
                 interpolations.pop()
+                interpolation_starts.pop()
             else:
                 append(Token(INTERP_MID, source[pos:end], pos, end))
             pos = end
@@ -184,6 +187,6 @@ def tokenize(source: str) -> list[Token]:
         append(Token(OP, text, pos, match.end()))
         pos = match.end()
     if interpolations:
-        raise fail(size, "Malformed interpolated string; did you forget to add a '}'?")
+        raise fail(interpolation_starts[-1], "Malformed interpolated string; did you forget to add a '}'?")
     append(Token(EOF, "", size, size))
     return tokens

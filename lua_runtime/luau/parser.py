@@ -16,7 +16,7 @@ import tree_sitter
 import tree_sitter_luau
 
 from lua_runtime.luau.errors import LuauSyntaxError, Positions
-from lua_runtime.luau.lexer import EOF, INTERP_BEGIN, INTERP_END, INTERP_MID, NAME, OP, Token
+from lua_runtime.luau.lexer import EOF, INTERP_BEGIN, INTERP_END, INTERP_MID, KEYWORDS, NAME, OP, Token
 
 LANGUAGE = tree_sitter.Language(tree_sitter_luau.language())
 
@@ -66,8 +66,9 @@ def check_blocks(tokens: list[Token], positions: Positions) -> LuauSyntaxError |
                 token.start, f"Expected 'else' when parsing if then else expression, got {token.describe()}"
             )
         closer = {"repeat": "until"}.get(top.kind) or _CLOSER.get(top.kind) or "end"
-        opener = "{" if top.kind == INTERP_BEGIN else top.token.text
-        line, _ = positions.line_col(top.token.start)
+        opened = top.else_token or top.token  # Luau names the last `else` of an if block
+        opener = "{" if top.kind == INTERP_BEGIN else opened.text
+        line, _ = positions.line_col(opened.start)
         return positions.error(
             token.start, f"Expected '{closer}' (to close '{opener}' at line {line}), got {token.describe()}"
         )
@@ -86,6 +87,7 @@ def check_blocks(tokens: list[Token], positions: Positions) -> LuauSyntaxError |
             elif word == "do":
                 if stack and stack[-1].kind in ("while", "for") and not stack[-1].seen_do:
                     stack[-1].seen_do = True
+                    stack[-1].token = token  # Luau names a loop's `do` as what `end` closes
                 else:
                     stack.append(_Open(token, "do"))
             elif word == "repeat":
@@ -152,16 +154,27 @@ def describe_error(
     tree: tree_sitter.Tree, text: str, tokens: list[Token], positions: Positions
 ) -> LuauSyntaxError:
     """A syntax error for the first ERROR or MISSING node of ``tree``."""
+    byte_to_char = _ByteOffsets(text)
+    keyword = _keyword_as_name(tree.root_node)
+    if keyword is not None:
+        # Recovering, tree-sitter may take a keyword for a name (`a +` then `end`): that is the culprit.
+        word = keyword.text.decode()
+        expected = "Expected expression, got" if keyword.parent.type in _EXPRESSION_PARENTS else "Unexpected"
+        return positions.error(byte_to_char(keyword.start_byte), f"{expected} '{word}'")
     node = _first_error(tree.root_node)
     if node is None:  # has_error with neither kind of node cannot happen; be safe all the same
         return positions.error(0, "Syntax error")
-    byte_to_char = _ByteOffsets(text)
     start = byte_to_char(node.start_byte)
     end = byte_to_char(node.end_byte)
     following = next((t for t in tokens if t.start >= end), tokens[-1])
     if node.is_missing:
         what = "expression" if node.type == "identifier" else f"'{node.type}'"
         return positions.error(following.start, f"Expected {what}, got {following.describe()}")
+    if node.parent is not None and node.parent.type == "return_statement":
+        # tree-sitter keeps the return and files its value as the error; the culprit is what follows
+        return positions.error(
+            following.start, f"Expected 'end' or <eof> after return, got {following.describe()}"
+        )
     inside = [t for t in tokens if start <= t.start < end]
     first = inside[0] if inside else following
     if first.kind == NAME and first.text == "goto":
@@ -184,6 +197,23 @@ _STATEMENT_KEYWORDS = frozenset(
     {"local", "function", "for", "while", "repeat", "if", "return", "do", "break", "end", "until"}
     | {"else", "elseif"}
 )
+
+
+_EXPRESSION_PARENTS = frozenset(
+    {"binary_expression", "unary_expression", "expression_list", "arguments", "parenthesized_expression"}
+    | {"bracket_index_expression", "field", "interpolation"}
+)
+
+
+def _keyword_as_name(root: tree_sitter.Node) -> tree_sitter.Node | None:
+    """The first identifier node whose text is a keyword, in a tree with errors."""
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if node.type == "identifier" and node.text.decode() in KEYWORDS:
+            return node
+        stack.extend(reversed(node.children))
+    return None
 
 
 def _first_error(root: tree_sitter.Node) -> tree_sitter.Node | None:

@@ -222,16 +222,32 @@ class _Translator:
             if table.type == "identifier":
                 base = self.emit(table)
                 return assign(f"{base}{key}", f"{base}{key}")
-            head = f"do local __luau_t = {self.emit(table)}; "
-            return head + assign(f"__luau_t{key}", f"__luau_t{key}") + " end"
+            temp = self.temporary_name(table, values)
+            head = f"do local {temp} = {self.emit(table)}; "
+            return head + assign(f"{temp}{key}", f"{temp}{key}") + " end"
         if target.type == "bracket_index_expression":
             index = target.child_by_field_name("field")
             if table.type == "identifier" and index.type in _PLAIN_KEYS:
                 access = f"{self.emit(table)}[{self.emit(index)}]"
                 return assign(access, access)
-            head = f"do local __luau_t, __luau_k = {self.emit(table)}, {self.emit(index)}; "
-            return head + assign("__luau_t[__luau_k]", "__luau_t[__luau_k]") + " end"
+            temp = self.temporary_name(table, values)
+            head = f"do local {temp}, __luau_k = {self.emit(table)}, {self.emit(index)}; "
+            return head + assign(f"{temp}[__luau_k]", f"{temp}[__luau_k]") + " end"
         raise self.error(target, "Cannot assign to this expression")
+
+    def temporary_name(self, table: tree_sitter.Node, value: tree_sitter.Node) -> str:
+        """The local that holds a compound assignment's table while the statement runs.
+
+        Lua names it in "attempt to index a nil value (local '...')", so it takes the table's own
+        field name where it can (`a.stats.hits += 1` fails with local 'stats'): that is, unless the
+        value mentions the same name, which the local would then hide.
+        """
+        if table.type == "dot_index_expression":
+            name = self.node_text(table.child_by_field_name("field"))
+            used = {self.node_text(n) for n in _referenced_names(value)}
+            if name not in used and name != "goto" and name.isidentifier():
+                return name
+        return "__luau_t"
 
     # Loops and continue -------------------------------------------------------------------------------
 

@@ -1,0 +1,1 @@
+"""Tests of the Luau layer: translation to Lua 5.4 and Luau's standard library."""
