@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -44,6 +45,10 @@ _LUA_DIR = resources.files("lua_runtime") / "lua"
 def _refuse_attribute(obj: object, name: object, is_setting: bool) -> str:
     # No Python object is ever handed to guest code; this is the second wall if one slips through.
     raise AttributeError("Python attributes are not accessible from Lua")
+
+
+#: Host chunks the kernel may load on demand (see :func:`_host_module_service`).
+LAZY_MODULES = frozenset({"patterns", "pattern_engine", "discord"})
 
 
 @functools.cache
@@ -76,11 +81,12 @@ class Ceilings:
 class Sandbox:
     """One Lua runtime with the kernel loaded. Not thread-safe: one owner, one thread at a time."""
 
-    __slots__ = ("_kernel", "_lua", "ceilings", "limits")
+    __slots__ = ("__weakref__", "_in_guest", "_kernel", "_lua", "ceilings", "limits")
 
     def __init__(self, limits: SandboxLimits) -> None:
         self.limits = limits
         self.ceilings = Ceilings.for_limits(limits)
+        self._in_guest = False
         lua = lua54.LuaRuntime(
             max_memory=self.ceilings.host,
             register_eval=False,
@@ -92,10 +98,12 @@ class Sandbox:
         run = lua.execute
         # lupa registers a `python` module in every runtime, whatever the options say.
         run(b"python = nil; package.loaded.python = nil")
-        luau = run(_bytecode("luau_stdlib"))
+        fetch, fetched = _host_module_service(weakref.ref(self))
         config = lua.table_from(
             {
                 "clock": time.thread_time,
+                "fetch": fetch,
+                "fetched": fetched,
                 "hook_period": HOOK_PERIOD,
                 "max_actions": limits.max_actions_per_event,
                 "max_output": limits.max_output_per_event,
@@ -104,12 +112,7 @@ class Sandbox:
             },
             recursive=True,
         )
-        config["luau"] = luau
-        config["patterns"] = run(_bytecode("patterns"))
-        # The pattern engine is compiled on first use only; until then the VM holds its bytecode.
-        lazy = lua.eval("function(chunk) return function() return load(chunk, '=patterns', 'b')() end end")
-        config["load_pattern_engine"] = lazy(_bytecode("pattern_engine"))
-        config["discord"] = run(_bytecode("discord"))
+        config["luau"] = run(_bytecode("luau_stdlib"))
         self._kernel = run(_bytecode("kernel"), config)
         # The host no longer needs these, and nothing may reach them: drop them from the VM.
         run(b"io = nil; package = nil; dofile = nil; loadfile = nil; require = nil")
@@ -131,9 +134,11 @@ class Sandbox:
         """
         lua = self._lua
         lua.set_max_memory(self.ceilings.guest)
+        self._in_guest = True
         try:
             yield
         finally:
+            self._in_guest = False
             lua.set_max_memory(self.ceilings.host)
 
     def memory_used(self) -> int:
@@ -143,3 +148,29 @@ class Sandbox:
     def collect_garbage(self) -> int:
         self._lua.execute(b"collectgarbage('collect')")
         return self.memory_used()
+
+
+def _host_module_service(sandbox_ref: weakref.ref[Sandbox]) -> tuple[Any, Any]:
+    """The two functions the kernel loads host modules with, on first use.
+
+    Most host code (the pattern wrappers and engine, ``@warden/discord``) is compiled into a VM only
+    when a script first needs it: every guild VM would otherwise carry all of it. The bytecode is
+    handed over from Python, and handing a new string to a VM whose guest heap is full would abort
+    the process, so ``fetch`` lifts the ceiling to the host's for the load and ``fetched`` puts the
+    guest's back. The functions hold the sandbox weakly: the runtime keeps them alive, and a strong
+    reference back would keep every runtime alive forever (lupa runtimes are not garbage-collected
+    through Lua's registry).
+    """
+
+    def fetch(name: str) -> bytes:
+        sandbox = sandbox_ref()
+        if sandbox is not None and sandbox._in_guest:
+            sandbox._lua.set_max_memory(sandbox.ceilings.host)
+        return _bytecode(name)
+
+    def fetched() -> None:
+        sandbox = sandbox_ref()
+        if sandbox is not None and sandbox._in_guest:
+            sandbox._lua.set_max_memory(sandbox.ceilings.guest)
+
+    return fetch, fetched

@@ -12,10 +12,10 @@
 --   max_actions    actions one event may request
 --   max_output     bytes of print output kept per event
 --   max_memory     the guest's heap ceiling, in bytes (for messages only; lupa enforces it)
+--   fetch, fetched fetch(name) returns the bytecode of host module `name` (patterns,
+--                  pattern_engine, discord) with the host's heap ceiling raised for the load;
+--                  fetched() puts the guest's ceiling back
 --   luau           what lua_runtime/luau/stdlib.lua returned: { globals = {...}, tostring = f }
---   patterns       the factory returned by patterns.lua
---   load_pattern_engine  function compiling pattern_engine.lua on first use
---   discord        the factory returned by discord.lua
 --   events         array of the event names scripts may handle
 -- Returns the kernel: { compile = f, load = f, dispatch = f, running = f, load_output = f }.
 local config = ...
@@ -180,12 +180,28 @@ local function push_action(action)
   actions[n_actions] = action
 end
 
--- Lua pattern matching runs in C, out of the hook's reach: route risky calls to a Lua matcher.
-local safe_patterns = config.patterns(
-  { find = string.find, match = string.match, gmatch = string.gmatch, gsub = string.gsub },
-  config.load_pattern_engine
-)
-for name, f in next, safe_patterns do string[name] = f end
+-- Host modules are compiled into the VM on first use only: every guild VM would otherwise carry
+-- all of them, whether its scripts need them or not.
+local fetch, fetched = config.fetch, config.fetched
+local function host_module(name)
+  local chunk = fetch(name)
+  local ok, main = pcall(load, chunk, "=" .. name, "b")
+  fetched()
+  if not ok or not main then error("cannot load host module " .. name, 0) end
+  return main()
+end
+
+-- Lua pattern matching runs in C, out of the hook's reach: patterns.lua routes risky calls to a
+-- matcher written in Lua. Until a script first calls one of the four, stand-ins wait in their place.
+local C_PATTERNS = { find = string.find, match = string.match, gmatch = string.gmatch, gsub = string.gsub }
+local function install_patterns()
+  local safe = host_module("patterns")(C_PATTERNS, function() return host_module("pattern_engine") end)
+  for name, f in next, safe do string[name] = f end
+  return safe
+end
+for name in next, C_PATTERNS do
+  string[name] = function(...) return install_patterns()[name](...) end
+end
 string.dump = nil
 
 local string_mt = getmetatable("")
@@ -194,7 +210,7 @@ string_mt.__metatable = "The metatable is locked"
 local modules = {}
 local module_loaders = {
   ["@warden/discord"] = function()
-    return config.discord(push_action, { describe = describe, utf8_len = utf8_len, find = str_find })
+    return host_module("discord")(push_action, { describe = describe, utf8_len = utf8_len, find = str_find })
   end,
 }
 local module_names = {}
