@@ -85,7 +85,7 @@ def parse_capabilities(text: str) -> frozenset[str]:
     return names
 
 
-def test_payload(
+def dry_run_payload(
     event: str, guild_id: int, channel_id: int | None, content: str | None, author: discord.Member | None
 ) -> dict[str, Any]:
     """The sample payload of ``event``, in this guild and channel, with the admin's content and author."""
@@ -141,7 +141,7 @@ class ScriptCommands(commands.Cog):
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         """Manage Server, whatever the server's command permission settings say."""
-        if interaction.guild is None:
+        if interaction.guild_id is None:
             raise app_commands.NoPrivateMessage()
         if not interaction.permissions.manage_guild:
             raise app_commands.MissingPermissions(["manage_guild"])
@@ -170,8 +170,8 @@ class ScriptCommands(commands.Cog):
     ) -> list[app_commands.Choice[str]]:
         """Completes the last name of a comma-separated list of capabilities."""
         done, _, last = current.rpartition(",")
-        prefix = f"{done}, " if done else ""
-        chosen = {name.strip().lower() for name in done.split(",")}
+        chosen = [name.strip().lower() for name in done.split(",") if name.strip()]
+        prefix = "".join(f"{name}, " for name in chosen)
         choices = []
         for name, what in GRANTABLE_CAPABILITIES.items():
             if name.startswith(last.strip().lower()) and name not in chosen:
@@ -274,7 +274,11 @@ class ScriptCommands(commands.Cog):
         except StorageError as exc:
             hint = "" if name else " Pick one with the `name` option."
             raise CommandRefused(f"{exc}.{hint}") from None
-        data = await file.read()
+        try:
+            data = await file.read()
+        except discord.HTTPException as exc:
+            log.warning("guild %s: downloading %s failed: %s", guild_id, file.filename, exc)
+            raise CommandRefused(f"Discord did not hand over `{file.filename}`; upload it again.") from None
         try:
             source = data.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
@@ -419,7 +423,7 @@ class ScriptCommands(commands.Cog):
         author: discord.Member | None = None,
     ) -> None:
         guild_id = server_of(interaction)
-        payload = test_payload(event, guild_id, interaction.channel_id, content, author)
+        payload = dry_run_payload(event, guild_id, interaction.channel_id, content, author)
         await defer(interaction)
         record = await self._require_script(guild_id, name)
         run = await self.bot.pool.dry_run(guild_id, ScriptSource(name, record.source), event, payload)

@@ -106,6 +106,22 @@ async def test_logs_show_recent_errors_and_print_output(warden: WardenHarness) -
     assert missing.content == "this server has no script named 'ghost'"
 
 
+async def test_logs_too_long_for_a_message_come_as_a_file(warden: WardenHarness) -> None:
+    h = warden
+    await h.upload_script("chatty", 'return { message = function(msg) print(string.rep("x", 1500)) end }\n')
+    await h.send_message("one")
+    await h.send_message("two")
+    await h.wait_for_run_log(2)
+    answer = await h.run("logs")
+    assert answer.ephemeral
+    assert answer.content == (
+        "Recent errors and output of this server's scripts (UTC, newest last):\n"
+        "(The full answer is attached as `logs.txt`.)"
+    )
+    attached = answer.files["logs.txt"].decode()
+    assert attached.count("chatty print: " + "x" * 1500) == 2
+
+
 async def test_stats_count_events_errors_time_limit_hits_and_cpu_per_script(warden: WardenHarness) -> None:
     h = warden
     await h.upload_script("failing", FAILING)

@@ -121,6 +121,15 @@ async def test_upload_refuses_files_that_are_not_scripts(warden: WardenHarness) 
     assert await h.storage.list_scripts(h.guild_id) == []
 
 
+async def test_upload_whose_file_cannot_be_downloaded_is_refused(warden: WardenHarness) -> None:
+    h = warden
+    h.fake.fail_next("GET", "/attachments/{attachment_id}/{filename}", status=404)
+    answer = await h.run("upload", attachments=[h.attachment("gone.luau", JOINER)])
+    assert answer.ephemeral
+    assert answer.content == "Discord did not hand over `gone.luau`; upload it again."
+    assert await script(h, "gone") is None
+
+
 async def test_upload_enforces_the_size_and_count_quotas(tmp_path: Path) -> None:
     limits = SandboxLimits(max_script_bytes=200, max_scripts_per_guild=2)
     async with open_harness(tmp_path, limits=limits) as h:
