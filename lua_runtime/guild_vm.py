@@ -31,6 +31,8 @@ UNTRUSTED_HEAP_SHARE = 0.75
 #: Deepest nesting accepted in an event payload (real payloads are three levels deep).
 MAX_PAYLOAD_DEPTH = 8
 
+_KERNEL_OUT_OF_MEMORY = object()
+
 _PLAIN_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
@@ -113,6 +115,7 @@ class GuildVM:
         #: How many times this VM was rebuilt from its scripts after it stopped being trustworthy.
         self.rebuilds = 0
         self._budget_ms = limits.cpu_ms_per_event
+        self._budget_s = limits.cpu_ms_per_event / 1000
         self._load_all()
 
     def _load_all(self) -> None:
@@ -143,7 +146,7 @@ class GuildVM:
         sandbox = self._sandbox
         # The source goes into the VM under the host ceiling; the guest ceiling applies to its run.
         args = sandbox.lua.table(script.name, lua_source)
-        deadline = time.thread_time() + self._budget_ms / 1000
+        deadline = time.thread_time() + self._budget_s
         try:
             with sandbox.guest_ceiling():
                 kind, detail, line = self._kernel_load(args, deadline, self._budget_ms)
@@ -190,12 +193,20 @@ class GuildVM:
                 return result
         result.scripts = list(names)
         sandbox = self._sandbox
-        lua_payload = sandbox.lua.table_from(payload, recursive=True)
-        deadline = time.thread_time() + self._budget_ms / 1000
+        lua = sandbox.lua
+        lua_payload = lua.table_from(payload, recursive=True)
+        # Sandbox.guest_ceiling, inlined: this is the per-event path.
+        lua.set_max_memory(sandbox.ceilings.guest)
+        sandbox._in_guest = True
+        deadline = time.thread_time() + self._budget_s
         try:
-            with sandbox.guest_ceiling():
-                produced = self._kernel_dispatch(event, lua_payload, deadline, self._budget_ms)
+            produced = self._kernel_dispatch(event, lua_payload, deadline, self._budget_ms)
         except lua54.LuaMemoryError:
+            produced = _KERNEL_OUT_OF_MEMORY
+        finally:
+            sandbox._in_guest = False
+            lua.set_max_memory(sandbox.ceilings.host)
+        if produced is _KERNEL_OUT_OF_MEMORY:
             # The kernel's own bookkeeping ran out of room: the running script filled the heap.
             running = self._kernel_running()
             result.errors.append(ScriptError(running or names[0], "memory_limit", self._memory_message()))
