@@ -1,0 +1,52 @@
+"""How the VM pool is shaped: one frozen record the bot's settings map onto."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+#: The strategies this package implements. ``processpool`` (DESIGN.md) will join them on the same
+#: worker loop and messages.
+STRATEGIES = ("threadpool", "thread-per-guild")
+
+
+def _cores() -> int:
+    return os.cpu_count() or 1
+
+
+@dataclass(frozen=True, slots=True)
+class PoolConfig:
+    """Settings of one :class:`~lua_runtime.pool.VmPool`.
+
+    The defaults suit one bot process on a small machine: a worker per core, idle guild VMs closed
+    after 15 minutes (AntiRaid's figure), room for 10,000 resident VMs (about 600 MiB), and a CPU
+    budget that lets a guild use a tenth of a core on average with bursts of a full second.
+    """
+
+    #: ``threadpool`` (guild VMs spread over ``workers`` threads) or ``thread-per-guild`` (legacy:
+    #: one thread per guild, started on demand and reaped with the guild's VM).
+    strategy: str = "threadpool"
+    #: Worker threads of the ``threadpool`` strategy (``VM_WORKERS``).
+    workers: int = field(default_factory=_cores)
+    #: A guild VM that handled nothing for this long is closed; the next event rebuilds it.
+    idle_seconds: float = 900.0
+    #: Past this many resident guild VMs, the least recently used idle one is closed first.
+    max_resident_vms: int = 10_000
+    #: Requests one guild may have waiting or running; events beyond it are dropped and counted.
+    guild_queue_size: int = 100
+    #: CPU seconds one guild's events may use per window (a token bucket that refills continuously).
+    guild_cpu_seconds: float = 1.0
+    #: The window of ``guild_cpu_seconds``, in seconds.
+    guild_cpu_window_seconds: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"unknown VM strategy {self.strategy!r}; available: {', '.join(STRATEGIES)}")
+        for name in ("workers", "max_resident_vms", "guild_queue_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("idle_seconds", "guild_cpu_seconds", "guild_cpu_window_seconds"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{name} must be a positive number, got {value!r}")

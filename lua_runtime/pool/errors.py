@@ -1,0 +1,41 @@
+"""Why a request to the VM pool did not produce a result.
+
+Each message is written for a server's admins: the bot reports ``str(exc)`` to the guild as it is.
+"""
+
+from __future__ import annotations
+
+
+class PoolError(Exception):
+    """A request to the VM pool was not carried out."""
+
+    def __init__(self, guild_id: int | None, message: str) -> None:
+        super().__init__(message)
+        self.guild_id = guild_id
+
+
+class WorkerCrashed(PoolError):
+    """The worker that held the guild's VM died before it answered; the next event gets a fresh VM."""
+
+
+class VmFailed(PoolError):
+    """The guild's VM raised an unexpected error; it was closed and the next event rebuilds it."""
+
+
+class ScriptsUnavailable(PoolError):
+    """The guild's scripts could not be read, so no VM could be built for it."""
+
+
+class EventDropped(PoolError):
+    """The event was not run: the guild's queue was full or its CPU budget was spent.
+
+    ``reason`` is ``"queue_full"`` or ``"cpu_budget"``; both are counted in the guild's stats.
+    """
+
+    def __init__(self, guild_id: int, reason: str, message: str) -> None:
+        super().__init__(guild_id, message)
+        self.reason = reason
+
+
+class PoolClosed(PoolError):
+    """The pool is shutting down (or shut down) and did not run the request."""

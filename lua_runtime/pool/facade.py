@@ -1,0 +1,556 @@
+"""The VM pool as the bot sees it: ``await pool.dispatch(guild_id, event, payload)``.
+
+:class:`VmPool` routes each request to the worker that holds the guild's VM, through the
+strategy chosen in :class:`PoolConfig`. It keeps, per guild, only a handle on that worker, the
+count of requests still open, and the guild's counters; the VMs belong to the workers.
+
+The per-event path is one future and one message on the event loop. Messages leave for each worker
+in one batch per turn of the loop; workers answer in batches too (see ``worker.py``), and each
+batch is resolved by one callback on the loop.
+
+Results and failures:
+
+* ``dispatch`` returns the :class:`EventResult`, or raises a :class:`PoolError` that the bot can
+  show the guild's admins as it is: :class:`EventDropped` (queue full, CPU budget spent),
+  :class:`WorkerCrashed`, :class:`VmFailed`, :class:`ScriptsUnavailable`, :class:`PoolClosed`; or
+  ``ValueError`` for an unknown event or a payload that is not plain data.
+* ``reload`` returns the :class:`LoadReport` of the new VM, so the command that changed the scripts
+  can show its load errors at once. A VM built because an event needed one (first use, after an
+  eviction or a crash) has nobody waiting on its load: its errors and top-level output go to the
+  ``on_load_errors(guild_id, errors, output)`` callback, on the event loop, before the event's own
+  result is delivered.
+
+Ordering: a guild's requests all go to one worker, which serves them in order; a guild only moves
+to another worker when it has no request open (eviction) or when its worker is gone (crash), so its
+order holds across moves too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from lua_runtime.dry_run import DryRun
+from lua_runtime.events import EVENT_NAMES
+from lua_runtime.guild_vm import ScriptSource
+from lua_runtime.limits import SandboxLimits
+from lua_runtime.pool.config import PoolConfig
+from lua_runtime.pool.errors import (
+    EventDropped,
+    PoolClosed,
+    PoolError,
+    ScriptsUnavailable,
+    VmFailed,
+    WorkerCrashed,
+)
+from lua_runtime.pool.messages import (
+    NO_REPLY,
+    DispatchEvent,
+    DryRunScript,
+    Failure,
+    InjectFault,
+    LoadReport,
+    ReloadGuild,
+    Reply,
+    ReportStats,
+    ResetGuild,
+    Shutdown,
+    VmAction,
+    VmBuilt,
+    WorkerExit,
+    WorkerRecord,
+    WorkerReport,
+)
+from lua_runtime.pool.provider import ScriptProvider, ScriptProviderFactory, provider_factory
+from lua_runtime.pool.stats import GuildCounters, PoolStats, WorkerStats, latency_bucket
+from lua_runtime.pool.strategy import Strategy, WorkerHandle
+from lua_runtime.pool.threadpool import ThreadPerGuildStrategy, ThreadPoolStrategy
+from lua_runtime.pool.worker import WorkerSettings
+from lua_runtime.results import OutputLine, ScriptError
+
+log = logging.getLogger(__name__)
+
+#: ``on_load_errors(guild_id, errors, output)``: a VM was built for an event and loading its
+#: scripts failed or printed something.
+LoadErrorsCallback = Callable[[int, list[ScriptError], list[OutputLine]], None]
+
+#: Longest wait between two rounds of housekeeping (idle eviction, drop logging).
+HOUSEKEEPING_SECONDS = 10.0
+#: After a close's drain time, how long to wait for workers to report their exit.
+EXIT_GRACE_SECONDS = 5.0
+
+_EVENTS = frozenset(EVENT_NAMES)
+
+_FAILURES: dict[str, type[PoolError]] = {
+    "scripts_unavailable": ScriptsUnavailable,
+    "vm_failed": VmFailed,
+    "pool_closed": PoolClosed,
+}
+
+
+def _not_started() -> asyncio.Future[Any]:
+    raise RuntimeError("the pool is not started: use `async with VmPool(...)` or await start()")
+
+
+class _Guild:
+    """The facade's record of one guild: where its VM lives, what it has open, its counters."""
+
+    __slots__ = ("counters", "guild_id", "last_used", "pending", "worker")
+
+    def __init__(self, guild_id: int) -> None:
+        self.guild_id = guild_id
+        #: The worker holding the guild's VM (a weak handle in the seed's sense: never the VM).
+        self.worker: WorkerHandle | None = None
+        self.pending = 0
+        self.last_used = 0.0
+        self.counters = GuildCounters()
+
+
+class VmPool:
+    """Guild VMs on workers, behind one async interface. Use ``async with`` or start()/close()."""
+
+    def __init__(
+        self,
+        scripts: ScriptProvider | ScriptProviderFactory,
+        limits: SandboxLimits | None = None,
+        config: PoolConfig | None = None,
+        *,
+        on_load_errors: LoadErrorsCallback | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``scripts`` is a provider shared by all workers (thread-safe) or a factory called on
+        each worker. ``clock`` (seconds, monotonic) times idleness and the CPU budget windows."""
+        self.config = config = config or PoolConfig()
+        self.limits = limits = limits or SandboxLimits()
+        settings = WorkerSettings(limits, config.guild_cpu_seconds, config.guild_cpu_window_seconds)
+        factory = provider_factory(scripts)
+        self._strategy: Strategy
+        if config.strategy == "threadpool":
+            self._strategy = ThreadPoolStrategy(factory, settings, config.workers, clock)
+        else:
+            self._strategy = ThreadPerGuildStrategy(factory, settings, clock)
+        self._on_load_errors = on_load_errors
+        self._clock = clock
+        self._guilds: dict[int, _Guild] = {}
+        #: Guilds placed on a worker, least recently used first.
+        self._resident: OrderedDict[int, _Guild] = OrderedDict()
+        self._next_request = 1
+        self._queue_size = config.guild_queue_size
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._create_future: Callable[[], asyncio.Future[Any]] = _not_started
+        self._housekeeping: asyncio.Task[None] | None = None
+        self._exit_waiters: dict[int, list[asyncio.Future[None]]] = {}
+        self._closing = False
+        self._worker_crashes = 0
+        self._unlogged: set[int] = set()
+
+    # --- life cycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the workers and the housekeeping task, on the running event loop."""
+        if self._loop is not None:
+            raise RuntimeError("the pool is already started")
+        self._loop = loop = asyncio.get_running_loop()
+        self._create_future = loop.create_future
+        call_soon_threadsafe = loop.call_soon_threadsafe
+        on_records = self._on_records
+
+        def deliver(worker_id: int, records: list[WorkerRecord]) -> None:
+            try:
+                call_soon_threadsafe(on_records, worker_id, records)
+            except RuntimeError:
+                log.debug("VM worker %s answered after the event loop closed", worker_id)
+
+        self._strategy.start(loop, deliver)
+        self._housekeeping = loop.create_task(self._housekeep(), name="warden-vm-pool-housekeeping")
+        log.info("VM pool started: strategy %s", self._strategy.name)
+
+    async def close(self, drain_seconds: float = 5.0) -> None:
+        """Stop taking requests; let workers finish what they hold for up to ``drain_seconds``.
+
+        Every open request is resolved before this returns: with its result if its worker got to
+        it, else with :class:`PoolClosed`.
+        """
+        if self._loop is None or self._closing:
+            return
+        self._closing = True
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+        workers = self._strategy.workers()
+        exits = [self._exit_waiter(worker.worker_id) for worker in workers]
+        for worker in workers:
+            worker.send(Shutdown(NO_REPLY, drain_seconds))
+        if exits:
+            _, late = await asyncio.wait(exits, timeout=drain_seconds + EXIT_GRACE_SECONDS)
+            if late:
+                log.warning("%d VM workers did not stop in time; failing their requests", len(late))
+        for worker in self._strategy.workers():
+            self._fail_all(worker, PoolClosed)
+        log.info("VM pool closed")
+
+    async def __aenter__(self) -> VmPool:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # --- requests ------------------------------------------------------------------------------
+
+    def submit(self, guild_id: int, event: str, payload: Mapping[str, Any]) -> asyncio.Future[Any]:
+        """Queue ``event`` for the guild; the future resolves to its :class:`EventResult`.
+
+        Raises at once (rather than through the future) when the request cannot be queued:
+        ``ValueError`` for an unknown event, :class:`EventDropped` when the guild's queue is full,
+        :class:`PoolClosed` when the pool is closing. This is the per-event path: it creates no
+        coroutine and no task.
+        """
+        if event not in _EVENTS:
+            raise ValueError(f"unknown event {event!r}; events are {', '.join(EVENT_NAMES)}")
+        guild = self._guilds.get(guild_id) or self._guild(guild_id)
+        if guild.pending >= self._queue_size:
+            counters = guild.counters
+            counters.dropped_queue_full += 1
+            counters.unlogged_drops += 1
+            self._unlogged.add(guild_id)
+            raise EventDropped(
+                guild_id,
+                "queue_full",
+                f"skipped: this server already has {guild.pending} events waiting for its scripts",
+            )
+        return self._send(guild, DispatchEvent(self._request_id(), guild_id, event, payload), True)
+
+    async def dispatch(self, guild_id: int, event: str, payload: Mapping[str, Any]) -> Any:
+        """Run ``event`` through the guild's scripts; returns the :class:`EventResult`."""
+        return await self.submit(guild_id, event, payload)
+
+    async def reload(self, guild_id: int) -> LoadReport:
+        """Swap the guild's VM for one built from its stored scripts now, between two events.
+
+        Events queued before the reload see the old scripts, events after it the new ones. Read
+        failures raise :class:`ScriptsUnavailable` and leave the old VM in place.
+        """
+        guild = self._guild(guild_id)
+        report: LoadReport = await self._send(guild, ReloadGuild(self._request_id(), guild_id), False)
+        guild.counters.vm_builds += 1
+        guild.counters.cpu_seconds += report.cpu_seconds
+        return report
+
+    async def reset(self, guild_id: int) -> None:
+        """Close the guild's VM after its queued requests; its next event builds a fresh one."""
+        guild = self._guild(guild_id)
+        if guild.worker is not None:
+            await self._send(guild, ResetGuild(self._request_id(), guild_id), False)
+
+    async def dry_run(
+        self,
+        guild_id: int,
+        script: ScriptSource,
+        event: str,
+        payload: Mapping[str, Any] | None = None,
+    ) -> DryRun:
+        """Run ``script`` against ``event`` in a fresh sandbox on the guild's worker, executing
+        nothing (``/script test``); a sample payload when ``payload`` is None."""
+        guild = self._guild(guild_id)
+        action = DryRunScript(self._request_id(), guild_id, script, event, payload)
+        run: DryRun = await self._send(guild, action, False)
+        guild.counters.cpu_seconds += run.cpu_ms / 1000
+        return run
+
+    async def inject_fault(self, guild_id: int) -> None:
+        """Crash the worker holding the guild's VM and wait until the pool has recovered.
+
+        Fault injection for tests and recovery drills: the worker raises from its loop exactly as
+        an unexpected bug would, its guilds lose their VMs, its open requests fail with
+        :class:`WorkerCrashed`, and a replacement starts.
+        """
+        self._check_open()
+        guild = self._guild(guild_id)
+        worker = guild.worker or self._place(guild)
+        exited = self._exit_waiter(worker.worker_id)
+        worker.send(InjectFault(NO_REPLY, f"fault injected for guild {guild_id}"))
+        await exited
+
+    async def stats(self, guild_id: int | None = None) -> PoolStats:
+        """Counters of every live worker, and of one guild (or of every guild known)."""
+        self._check_open()
+        workers = self._strategy.workers()
+        reports: list[WorkerReport] = []
+        for worker in workers:
+            future = self._create_future()
+            worker.pending[self._request_id()] = (future, None, time.perf_counter(), False)
+            worker.send(ReportStats(self._next_request - 1))
+            reports.append(future)  # type: ignore[arg-type]
+        reports = list(await asyncio.gather(*reports, return_exceptions=True))  # type: ignore[arg-type]
+        memory: dict[int, int] = {}
+        worker_stats = []
+        for worker, report in zip(workers, reports, strict=True):
+            vm_memory = report.vm_memory if isinstance(report, WorkerReport) else {}
+            memory.update(vm_memory)
+            counters = worker.counters
+            worker_stats.append(
+                WorkerStats(
+                    worker_id=worker.worker_id,
+                    guilds=len(worker.guilds),
+                    resident_vms=len(vm_memory),
+                    memory_bytes=sum(vm_memory.values()),
+                    events=counters.events,
+                    errors=counters.errors,
+                    time_limit_hits=counters.time_limit_hits,
+                    cpu_seconds=counters.cpu_seconds,
+                    queue_depth=len(worker.pending),
+                    latency=counters.histogram(),
+                )
+            )
+        if guild_id is None:
+            chosen: Sequence[_Guild] = list(self._guilds.values())
+        else:
+            chosen = [self._guild(guild_id)]
+        guild_stats = tuple(
+            guild.counters.snapshot(
+                guild.guild_id,
+                guild.worker.worker_id if guild.worker is not None else None,
+                guild.pending,
+                memory.get(guild.guild_id),
+            )
+            for guild in chosen
+        )
+        every = self._guilds.values()
+        return PoolStats(
+            strategy=self._strategy.name,
+            workers=tuple(worker_stats),
+            guilds=guild_stats,
+            worker_crashes=self._worker_crashes,
+            dropped_queue_full=sum(guild.counters.dropped_queue_full for guild in every),
+            dropped_cpu_budget=sum(guild.counters.dropped_cpu_budget for guild in every),
+        )
+
+    def evict_idle(self) -> int:
+        """Close the VMs of guilds idle for ``idle_seconds``; returns how many were closed.
+
+        The housekeeping task calls this periodically. Guilds with open requests are never
+        evicted: moving a guild with work in flight could reorder its events.
+        """
+        cutoff = self._clock() - self.config.idle_seconds
+        idle = []
+        for guild in self._resident.values():
+            if guild.last_used > cutoff:
+                break  # least recently used first: the rest are more recent
+            if guild.pending == 0:
+                idle.append(guild)
+        for guild in idle:
+            self._evict(guild)
+        if idle:
+            log.info("closed %d idle guild VMs", len(idle))
+        return len(idle)
+
+    # --- routing -------------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._loop is None:
+            raise RuntimeError("the pool is not started: use `async with VmPool(...)` or await start()")
+        if self._closing:
+            raise PoolClosed(None, "the bot is shutting down")
+
+    def _guild(self, guild_id: int) -> _Guild:
+        guild = self._guilds.get(guild_id)
+        if guild is None:
+            guild = self._guilds[guild_id] = _Guild(guild_id)
+        return guild
+
+    def _request_id(self) -> int:
+        request_id = self._next_request
+        self._next_request = request_id + 1
+        return request_id
+
+    def _send(self, guild: _Guild, action: VmAction, is_event: bool) -> asyncio.Future[Any]:
+        """Send a guild request to the guild's worker (placing the guild first if needed)."""
+        if self._closing or self._loop is None:
+            self._check_open()
+        worker = guild.worker
+        if worker is None:
+            worker = self._place(guild)
+        else:
+            self._resident.move_to_end(guild.guild_id)
+        future = self._create_future()
+        worker.pending[action.request_id] = (future, guild, time.perf_counter(), is_event)
+        guild.pending += 1
+        guild.last_used = self._clock()
+        worker.send(action)
+        return future
+
+    def _place(self, guild: _Guild) -> WorkerHandle:
+        """Put the guild on a worker, closing least recently used idle VMs past the maximum."""
+        resident = self._resident
+        excess = len(resident) + 1 - self.config.max_resident_vms
+        if excess > 0:
+            victims = [g for g in resident.values() if g.pending == 0][:excess]
+            for victim in victims:
+                self._evict(victim)
+        worker = self._strategy.place(guild.guild_id)
+        guild.worker = worker
+        resident[guild.guild_id] = guild
+        return worker
+
+    def _evict(self, guild: _Guild) -> None:
+        worker = guild.worker
+        assert worker is not None and guild.pending == 0
+        worker.send(ResetGuild(NO_REPLY, guild.guild_id))
+        self._strategy.release(worker, guild.guild_id)
+        guild.worker = None
+        guild.counters.evictions += 1
+        del self._resident[guild.guild_id]
+
+    def _exit_waiter(self, worker_id: int) -> asyncio.Future[None]:
+        future = self._create_future()
+        self._exit_waiters.setdefault(worker_id, []).append(future)
+        return future
+
+    # --- what workers send back ----------------------------------------------------------------
+
+    def _on_records(self, worker_id: int, records: list[WorkerRecord]) -> None:
+        """Resolve one batch of a worker's records, in order (runs on the event loop)."""
+        worker = self._strategy.get(worker_id)
+        if worker is None:
+            return
+        pending = worker.pending
+        now = time.perf_counter()
+        for record in records:
+            if type(record) is Reply:
+                entry = pending.pop(record.request_id, None)
+                if entry is None:
+                    continue
+                future, guild, sent_at, is_event = entry
+                if guild is not None:
+                    guild.pending -= 1
+                if is_event:
+                    self._count_event(worker, guild, record, now - sent_at)
+                if future.done():
+                    continue  # the caller gave up waiting
+                failure = record.failure
+                if failure is None:
+                    future.set_result(record.value)
+                else:
+                    future.set_exception(self._exception(guild, failure))
+            elif type(record) is VmBuilt:
+                self._vm_built(record)
+            elif type(record) is WorkerExit:
+                self._worker_exited(worker, record)
+
+    def _count_event(self, worker: WorkerHandle, guild: _Guild, reply: Reply, latency: float) -> None:
+        counters = guild.counters
+        if reply.failure is None:
+            bucket = latency_bucket(latency)
+            counters.latency[bucket] += 1
+            counters.record(reply.value, reply.cpu_seconds)
+            worker_counters = worker.counters
+            worker_counters.latency[bucket] += 1
+            worker_counters.record(reply.value, reply.cpu_seconds)
+        elif reply.failure.kind == "cpu_budget":
+            counters.dropped_cpu_budget += 1
+            counters.unlogged_drops += 1
+            self._unlogged.add(guild.guild_id)
+        elif reply.failure.kind == "vm_failed":
+            counters.failed += 1
+
+    @staticmethod
+    def _exception(guild: _Guild | None, failure: Failure) -> Exception:
+        guild_id = guild.guild_id if guild is not None else None
+        if failure.kind == "invalid_request":
+            return ValueError(failure.message)
+        if failure.kind == "cpu_budget":
+            return EventDropped(guild_id or 0, "cpu_budget", failure.message)
+        return _FAILURES[failure.kind](guild_id, failure.message)
+
+    def _vm_built(self, record: VmBuilt) -> None:
+        report = record.report
+        guild = self._guild(record.guild_id)
+        guild.counters.vm_builds += 1
+        guild.counters.cpu_seconds += report.cpu_seconds
+        if not (report.errors or report.output):
+            return
+        if self._on_load_errors is None:
+            for error in report.errors:
+                log.info("guild %s: loading %s failed: %s", record.guild_id, error.script, error)
+            return
+        try:
+            self._on_load_errors(record.guild_id, list(report.errors), list(report.output))
+        except Exception:
+            log.exception("guild %s: the on_load_errors callback failed", record.guild_id)
+
+    def _worker_exited(self, worker: WorkerHandle, record: WorkerExit) -> None:
+        """Drop every handle on a worker that exited, fail what it still held, replace it if it
+        crashed: the next event of each of its guilds builds a fresh VM on a live worker."""
+        crashed = record.crash is not None
+        replace = crashed and not self._closing
+        self._strategy.remove(worker.worker_id, replace=replace)
+        for guild_id in worker.guilds:
+            guild = self._guilds[guild_id]
+            guild.worker = None
+            self._resident.pop(guild_id, None)
+        if crashed:
+            self._worker_crashes += 1
+            log.error(
+                "VM worker %s crashed (%s): %d guilds lose their VMs, %d requests fail",
+                worker.worker_id,
+                record.crash,
+                len(worker.guilds),
+                len(worker.pending),
+            )
+            self._fail_all(worker, WorkerCrashed)
+        else:
+            self._fail_all(worker, PoolClosed)
+        for waiter in self._exit_waiters.pop(worker.worker_id, ()):
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _fail_all(self, worker: WorkerHandle, error: type[PoolError]) -> None:
+        pending, worker.pending = worker.pending, {}
+        for future, guild, _, is_event in pending.values():
+            guild_id = None
+            if guild is not None:
+                guild.pending -= 1
+                guild_id = guild.guild_id
+                if is_event:
+                    guild.counters.failed += 1
+            if future.done():
+                continue
+            if error is WorkerCrashed:
+                message = (
+                    "the worker running this server's scripts crashed before it got to this "
+                    "request; the next event starts a fresh VM"
+                )
+            else:
+                message = "the bot shut down before this request ran"
+            future.set_exception(error(guild_id, message))
+
+    # --- housekeeping --------------------------------------------------------------------------
+
+    async def _housekeep(self) -> None:
+        interval = min(HOUSEKEEPING_SECONDS, self.config.idle_seconds / 2)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                self.evict_idle()
+                self._log_drops(interval)
+            except Exception:
+                log.exception("VM pool housekeeping failed")
+
+    def _log_drops(self, interval: float) -> None:
+        """Log the events dropped since the last round, one line per guild."""
+        for guild_id in self._unlogged:
+            counters = self._guilds[guild_id].counters
+            log.warning(
+                "guild %s: %d events dropped in the last %.0f s (%d queue full, %d over CPU budget in total)",
+                guild_id,
+                counters.unlogged_drops,
+                interval,
+                counters.dropped_queue_full,
+                counters.dropped_cpu_budget,
+            )
+            counters.unlogged_drops = 0
+        self._unlogged.clear()

@@ -1,0 +1,167 @@
+"""The messages between the VM pool's facade and its workers.
+
+Requests (:data:`VmAction`) go from the facade to a worker's request channel; records
+(:data:`WorkerRecord`) come back in batches. Every message is a plain, picklable record: no futures,
+locks or closures, so the same protocol serves worker threads today and worker processes later. A
+request that wants an answer carries a ``request_id`` (0 means none); the facade keeps the future
+for each id and resolves it when a :class:`Reply` with that id comes back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from lua_runtime.guild_vm import ScriptSource
+from lua_runtime.results import OutputLine, ScriptError
+
+#: The request id of a message whose sender wants no reply.
+NO_REPLY = 0
+
+
+# --- requests: facade -> worker ---------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class DispatchEvent:
+    """Run ``event`` through the guild's scripts; the reply's value is an ``EventResult``."""
+
+    request_id: int
+    guild_id: int
+    event: str
+    payload: Mapping[str, Any]
+
+
+@dataclass(slots=True)
+class ReloadGuild:
+    """Read the guild's scripts again and swap in a VM built from them; the reply is a LoadReport."""
+
+    request_id: int
+    guild_id: int
+
+
+@dataclass(slots=True)
+class ResetGuild:
+    """Close the guild's VM; its next event builds a fresh one from the stored scripts."""
+
+    request_id: int
+    guild_id: int
+
+
+@dataclass(slots=True)
+class DryRunScript:
+    """Run one script against one event in a fresh sandbox; the reply's value is a ``DryRun``.
+
+    It is queued with the guild's other requests, so that a guild testing scripts in a loop takes
+    its turn like any other work of that guild.
+    """
+
+    request_id: int
+    guild_id: int
+    script: ScriptSource
+    event: str
+    payload: Mapping[str, Any] | None
+
+
+@dataclass(slots=True)
+class ReportStats:
+    """Report what the worker holds right now; the reply's value is a :class:`WorkerReport`."""
+
+    request_id: int
+
+
+@dataclass(slots=True)
+class Shutdown:
+    """Finish the queued requests for up to ``drain_seconds``, fail the rest, and stop."""
+
+    request_id: int
+    drain_seconds: float
+
+
+@dataclass(slots=True)
+class InjectFault:
+    """Make the worker's loop raise, exactly as an unexpected bug would: fault injection for tests
+    and drills of the crash recovery."""
+
+    request_id: int
+    reason: str
+
+
+#: Requests that belong to one guild and run in that guild's order.
+GuildAction = DispatchEvent | ReloadGuild | ResetGuild | DryRunScript
+VmAction = GuildAction | ReportStats | Shutdown | InjectFault
+
+
+# --- records: worker -> facade ----------------------------------------------------------------
+
+FailureKind = Literal["invalid_request", "cpu_budget", "scripts_unavailable", "vm_failed", "pool_closed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why a request produced no value; the facade turns it into the matching exception."""
+
+    kind: FailureKind
+    message: str
+
+
+@dataclass(slots=True)
+class Reply:
+    """The answer to the request ``request_id``: a value, or a failure.
+
+    ``cpu_seconds`` is the worker thread's CPU time spent on the request (for events: the
+    handlers' run, without any VM build, which its :class:`VmBuilt` record reports).
+    """
+
+    request_id: int
+    value: Any = None
+    failure: Failure | None = None
+    cpu_seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class LoadReport:
+    """What building a guild VM from its scripts produced: the answer to a reload."""
+
+    guild_id: int
+    scripts: tuple[str, ...]
+    errors: tuple[ScriptError, ...]
+    output: tuple[OutputLine, ...]
+    handled_events: frozenset[str]
+    cpu_seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+@dataclass(slots=True)
+class VmBuilt:
+    """A guild VM was built because an event needed one (first use, after an eviction, a crash, or
+    a rebuild after a memory-limit error) rather than because a reload asked for it."""
+
+    guild_id: int
+    report: LoadReport
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerReport:
+    """A worker's view of itself, for stats: which guild VMs it holds and their heap sizes."""
+
+    worker_id: int
+    #: guild id -> bytes its VM holds (the Lua heap as lupa counts it).
+    vm_memory: dict[int, int] = field(default_factory=dict)
+    #: Guild requests waiting in the worker's queues.
+    queued: int = 0
+
+
+@dataclass(slots=True)
+class WorkerExit:
+    """The last record a worker sends. ``crash`` is None for a clean stop, else what killed it."""
+
+    worker_id: int
+    crash: str | None
+
+
+WorkerRecord = Reply | VmBuilt | WorkerExit

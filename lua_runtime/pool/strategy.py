@@ -1,0 +1,94 @@
+"""What the facade needs from a VM distribution strategy, whatever its workers are.
+
+A strategy starts workers that each run :func:`lua_runtime.pool.worker.serve`, decides which
+worker a guild's VM lives on, and replaces workers that crash. The facade sees workers only through
+:class:`WorkerHandle`: a way to send requests, plus its own bookkeeping. No handle ever refers to a
+guild VM (the seed's "one owner per VM" rule).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from lua_runtime.pool.messages import VmAction, WorkerRecord
+from lua_runtime.pool.stats import EventCounters
+
+#: How a worker's records reach the facade: ``deliver(worker_id, records)``, callable from any
+#: thread; the facade runs them on its event loop.
+Deliver = Callable[[int, list[WorkerRecord]], None]
+
+#: A request the facade is waiting on: its future, the guild it belongs to (None for worker-wide
+#: requests), when it was sent (``time.perf_counter``), and whether it is an event.
+Pending = tuple[asyncio.Future[Any], Any, float, bool]
+
+
+class WorkerHandle:
+    """The facade's handle on one worker.
+
+    :meth:`send` queues a request for the worker. Requests sent during one turn of the event loop
+    go to the worker together, in one hand-off at the end of the turn (``post``), so a worker
+    that wakes up finds every event its guilds were sent in that turn, not just the first.
+
+    ``guilds`` are the guilds placed on the worker (kept by the strategy); ``pending`` are the
+    requests sent and not answered yet, by request id (kept by the facade, which fails them all if
+    the worker dies); ``counters`` count its finished events.
+    """
+
+    __slots__ = ("_call_soon", "_outgoing", "_post", "counters", "guilds", "pending", "worker_id")
+
+    def __init__(
+        self,
+        worker_id: int,
+        post: Callable[[list[VmAction]], None],
+        call_soon: Callable[[Callable[[], None]], object],
+    ) -> None:
+        self.worker_id = worker_id
+        self._post = post
+        self._call_soon = call_soon
+        self._outgoing: list[VmAction] = []
+        self.guilds: set[int] = set()
+        self.pending: dict[int, Pending] = {}
+        self.counters = EventCounters()
+
+    def send(self, action: VmAction) -> None:
+        """Queue ``action`` for the worker (on the event loop); it leaves at the end of this turn."""
+        outgoing = self._outgoing
+        outgoing.append(action)
+        if len(outgoing) == 1:
+            self._call_soon(self._hand_off)
+
+    def _hand_off(self) -> None:
+        batch, self._outgoing = self._outgoing, []
+        self._post(batch)
+
+
+class Strategy(Protocol):
+    """A VM distribution strategy, as the facade drives it (all calls on the event loop)."""
+
+    #: The strategy's name in :class:`~lua_runtime.pool.PoolConfig`.
+    name: str
+
+    def start(self, loop: asyncio.AbstractEventLoop, deliver: Deliver) -> None:
+        """Start the initial workers; their records go to ``deliver``, their requests leave at the
+        end of ``loop``'s turns."""
+        ...
+
+    def place(self, guild_id: int) -> WorkerHandle:
+        """Choose the worker that will hold the guild's VM, and record the guild there."""
+        ...
+
+    def release(self, worker: WorkerHandle, guild_id: int) -> None:
+        """The guild's VM left ``worker`` (closed for idleness or to make room)."""
+        ...
+
+    def get(self, worker_id: int) -> WorkerHandle | None: ...
+
+    def workers(self) -> list[WorkerHandle]:
+        """The workers not known to have exited."""
+        ...
+
+    def remove(self, worker_id: int, *, replace: bool) -> WorkerHandle | None:
+        """Forget a worker that exited; start a replacement when ``replace``. Returns its handle."""
+        ...

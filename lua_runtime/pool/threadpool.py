@@ -1,0 +1,176 @@
+"""Worker threads, and the two strategies that spread guild VMs over them.
+
+``threadpool`` runs a fixed set of worker threads, each holding many guild VMs; a new guild goes to
+the thread holding the fewest, and stays there for the life of its VM. ``thread-per-guild`` (the
+legacy mode) is the same machinery with one guild per thread: a thread starts when its guild first
+needs a VM and stops when that VM is closed.
+
+lupa releases the GIL while Lua runs, so worker threads run guest code in parallel with the event
+loop and with each other; the Python around each call (payload conversion, results) still takes
+turns on the GIL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+from lua_runtime.pool.messages import NO_REPLY, Shutdown, VmAction, WorkerRecord
+from lua_runtime.pool.provider import ScriptProviderFactory
+from lua_runtime.pool.strategy import Deliver, WorkerHandle
+from lua_runtime.pool.worker import WorkerSettings, serve
+
+log = logging.getLogger(__name__)
+
+
+class ThreadInbox:
+    """A worker thread's request channel: a deque the event loop appends to, and a wake-up.
+
+    The wake-up is signalled only while the worker sleeps, so a busy worker costs the sender one
+    ``deque.extend`` per batch of requests.
+    """
+
+    def __init__(self) -> None:
+        self._queue: deque[VmAction] = deque()
+        self._wake = threading.Event()
+        self._sleeping = False
+
+    def put(self, actions: list[VmAction]) -> None:
+        self._queue.extend(actions)
+        if self._sleeping:
+            self._wake.set()
+
+    def take(self, wait: bool) -> list[VmAction]:
+        queue = self._queue
+        if wait and not queue:
+            # Clear, announce, re-check, sleep: a request appended at any point in between is
+            # either seen by the re-check or followed by a set() that ends the wait.
+            self._wake.clear()
+            self._sleeping = True
+            if not queue:
+                self._wake.wait()
+            self._sleeping = False
+        popleft = queue.popleft
+        # Each popleft is atomic; draining by count never races the sender's appends.
+        return [popleft() for _ in range(len(queue))]
+
+
+class _LoopOutbox:
+    """A worker thread's reply channel: hands each batch to the facade's ``deliver``."""
+
+    def __init__(self, deliver: Deliver, worker_id: int) -> None:
+        self._deliver = deliver
+        self._worker_id = worker_id
+
+    def send(self, records: list[WorkerRecord]) -> None:
+        self._deliver(self._worker_id, records)
+
+
+class ThreadStrategy:
+    """Starting, finding and removing worker threads: what both thread strategies share."""
+
+    name = ""
+
+    def __init__(
+        self,
+        scripts: ScriptProviderFactory,
+        settings: WorkerSettings,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._scripts = scripts
+        self._settings = settings
+        self._clock = clock
+        self._ids = itertools.count(1)
+        self._workers: dict[int, WorkerHandle] = {}
+        self._deliver: Deliver | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop, deliver: Deliver) -> None:
+        self._loop = loop
+        self._deliver = deliver
+
+    def get(self, worker_id: int) -> WorkerHandle | None:
+        return self._workers.get(worker_id)
+
+    def workers(self) -> list[WorkerHandle]:
+        return list(self._workers.values())
+
+    def release(self, worker: WorkerHandle, guild_id: int) -> None:
+        worker.guilds.discard(guild_id)
+
+    def remove(self, worker_id: int, *, replace: bool) -> WorkerHandle | None:
+        return self._workers.pop(worker_id, None)
+
+    def _spawn(self) -> WorkerHandle:
+        if self._deliver is None or self._loop is None:
+            raise RuntimeError("the strategy has not been started")
+        worker_id = next(self._ids)
+        inbox = ThreadInbox()
+        worker = WorkerHandle(worker_id, inbox.put, self._loop.call_soon)
+        thread = threading.Thread(
+            target=serve,
+            args=(worker_id, inbox, _LoopOutbox(self._deliver, worker_id), self._scripts, self._settings),
+            kwargs={"clock": self._clock},
+            name=f"warden-vm-{worker_id}",
+            # A worker never blocks the interpreter's exit: guest calls are bounded, and a pool
+            # that was not closed has nobody left to answer.
+            daemon=True,
+        )
+        self._workers[worker_id] = worker
+        thread.start()
+        return worker
+
+
+class ThreadPoolStrategy(ThreadStrategy):
+    """A fixed set of worker threads; a new guild VM goes to the one holding the fewest."""
+
+    name = "threadpool"
+
+    def __init__(
+        self,
+        scripts: ScriptProviderFactory,
+        settings: WorkerSettings,
+        workers: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(scripts, settings, clock)
+        self._size = workers
+
+    def start(self, loop: asyncio.AbstractEventLoop, deliver: Deliver) -> None:
+        super().start(loop, deliver)
+        for _ in range(self._size):
+            self._spawn()
+
+    def place(self, guild_id: int) -> WorkerHandle:
+        worker = min(self._workers.values(), key=lambda w: len(w.guilds))
+        worker.guilds.add(guild_id)
+        return worker
+
+    def remove(self, worker_id: int, *, replace: bool) -> WorkerHandle | None:
+        worker = super().remove(worker_id, replace=replace)
+        if replace:
+            replacement = self._spawn()
+            log.info("VM worker %s replaces worker %s", replacement.worker_id, worker_id)
+        return worker
+
+
+class ThreadPerGuildStrategy(ThreadStrategy):
+    """One worker thread per guild, started on demand and stopped when its guild's VM closes."""
+
+    name = "thread-per-guild"
+
+    def place(self, guild_id: int) -> WorkerHandle:
+        worker = self._spawn()
+        worker.guilds.add(guild_id)
+        return worker
+
+    def release(self, worker: WorkerHandle, guild_id: int) -> None:
+        super().release(worker, guild_id)
+        if not worker.guilds:
+            # The thread finishes what it was sent (the close of the VM), then exits.
+            worker.send(Shutdown(NO_REPLY, 0.0))

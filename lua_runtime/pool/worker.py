@@ -1,0 +1,380 @@
+"""The worker loop that every VM distribution strategy runs: the seed's ``ThreadEntry``.
+
+A strategy starts workers (threads now, processes later); each worker calls :func:`serve`, which
+sets up the worker's script provider and runs a :class:`WorkerLoop` over a request channel
+(:class:`Inbox`) and a reply channel (:class:`Outbox`). The loop owns its guild VMs outright: no
+other object holds one, so when a worker dies its VMs go with it, and the facade's guild -> worker
+handles are all that has to be dropped.
+
+Per wake-up the loop takes everything queued for it, files each guild's requests in that guild's
+own queue, then serves the queues round-robin, one request per guild per turn, so a guild with a
+long queue cannot hold back the others on its worker. Finished replies are sent back together, at
+most every :data:`SLICE_SECONDS`, so that one hand-off to the event loop carries many results.
+
+Each guild has a CPU budget: a token bucket holding up to ``cpu_seconds`` of CPU, refilled
+continuously over ``cpu_window_seconds``. An event that finds its guild's bucket empty is dropped
+with the reason ``cpu_budget`` (counted and logged by the facade) rather than deferred, because a
+deferred event would still cost the CPU its guild was denied; the guild runs again as soon as its
+bucket refills. Everything the guild makes a worker do (events, VM builds, reloads, dry runs) is
+charged to its bucket.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from lua_runtime.dry_run import dry_run
+from lua_runtime.guild_vm import GuildVM
+from lua_runtime.limits import SandboxLimits
+from lua_runtime.pool.messages import (
+    NO_REPLY,
+    DispatchEvent,
+    DryRunScript,
+    Failure,
+    GuildAction,
+    InjectFault,
+    LoadReport,
+    ReloadGuild,
+    Reply,
+    ReportStats,
+    ResetGuild,
+    Shutdown,
+    VmAction,
+    VmBuilt,
+    WorkerExit,
+    WorkerRecord,
+    WorkerReport,
+)
+from lua_runtime.pool.provider import ScriptProvider, ScriptProviderFactory
+
+log = logging.getLogger(__name__)
+
+#: Longest a worker keeps finished replies before sending them back (unless one request runs
+#: longer). Batching the hand-off is what keeps the event loop's per-event cost low.
+SLICE_SECONDS = 0.002
+#: Most requests served between two hand-offs.
+SLICE_REQUESTS = 256
+
+
+class Inbox(Protocol):
+    """A worker's request channel."""
+
+    def take(self, wait: bool) -> list[VmAction]:
+        """Every request queued so far, in order; when ``wait``, block until there is one."""
+        ...
+
+
+class Outbox(Protocol):
+    """A worker's reply channel."""
+
+    def send(self, records: list[WorkerRecord]) -> None:
+        """Hand ``records`` (in order) to the facade. Called from the worker; must not block long."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    """What a worker needs to know, picklable so it can be handed to a worker process."""
+
+    limits: SandboxLimits
+    #: A guild's CPU budget: seconds of CPU per window.
+    cpu_seconds: float
+    cpu_window_seconds: float
+
+
+class InjectedFault(RuntimeError):
+    """Raised by a worker that was sent :class:`InjectFault`."""
+
+
+class _RequestFailed(Exception):
+    """One request could not be carried out; the loop replies with ``failure`` and goes on."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+class _GuildSlot:
+    """A guild's place on its worker: its VM (the only strong reference to it), its queue, its
+    CPU bucket."""
+
+    __slots__ = ("guild_id", "queue", "rebuilds", "refilled_at", "scheduled", "tokens", "vm")
+
+    def __init__(self, guild_id: int, tokens: float, now: float) -> None:
+        self.guild_id = guild_id
+        self.vm: GuildVM | None = None
+        self.queue: deque[GuildAction] = deque()
+        self.tokens = tokens
+        self.refilled_at = now
+        #: True while the slot is in the worker's round-robin of guilds with queued requests.
+        self.scheduled = False
+        #: ``vm.rebuilds`` when last seen, to notice a rebuild after a memory-limit error.
+        self.rebuilds = 0
+
+
+def _load_report(vm: GuildVM, cpu_seconds: float) -> LoadReport:
+    return LoadReport(
+        guild_id=vm.guild_id,
+        scripts=tuple(script.name for script in vm.scripts),
+        errors=tuple(vm.load_errors),
+        output=tuple(vm.load_output),
+        handled_events=vm.handled_events,
+        cpu_seconds=cpu_seconds,
+    )
+
+
+class WorkerLoop:
+    """Serves requests for the guilds placed on one worker, until told to shut down.
+
+    An exception that escapes :meth:`run` is a crash of the worker. Guest faults never raise (the
+    VM turns them into errors in the result), and an unexpected error from one guild's VM costs
+    only that VM; what escapes is a fault of the loop itself, or an injected one.
+    """
+
+    def __init__(
+        self,
+        worker_id: int,
+        inbox: Inbox,
+        outbox: Outbox,
+        scripts: ScriptProvider,
+        settings: WorkerSettings,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.worker_id = worker_id
+        self._inbox = inbox
+        self._outbox = outbox
+        self._scripts = scripts
+        self._limits = settings.limits
+        self._budget = settings.cpu_seconds
+        self._refill_rate = settings.cpu_seconds / settings.cpu_window_seconds
+        self._clock = clock
+        self._slots: dict[int, _GuildSlot] = {}
+        self._ready: deque[_GuildSlot] = deque()
+        self._records: list[WorkerRecord] = []
+        self._stopping = False
+        self._drain_deadline = 0.0
+        self._handlers: dict[type, Callable[[_GuildSlot, GuildAction], None]] = {
+            DispatchEvent: self._dispatch,  # type: ignore[dict-item]
+            ReloadGuild: self._reload,  # type: ignore[dict-item]
+            ResetGuild: self._reset,  # type: ignore[dict-item]
+            DryRunScript: self._dry_run,  # type: ignore[dict-item]
+        }
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Take requests and serve them until a :class:`Shutdown` has been carried out."""
+        inbox = self._inbox
+        while True:
+            for action in inbox.take(wait=not self._ready and not self._stopping):
+                self._accept(action)
+            if self._stopping:
+                if time.monotonic() >= self._drain_deadline:
+                    self._fail_queued(Failure("pool_closed", "the bot is shutting down"))
+                if not self._ready:
+                    break
+            self._run_slice()
+            self._flush()
+        self._flush()
+
+    def take_unsent(self) -> list[WorkerRecord]:
+        """Records finished but not sent yet: a crashing worker still delivers them."""
+        records, self._records = self._records, []
+        return records
+
+    def _flush(self) -> None:
+        if self._records:
+            records, self._records = self._records, []
+            self._outbox.send(records)
+
+    def _accept(self, action: VmAction) -> None:
+        kind = type(action)
+        if kind in self._handlers:
+            guild_id = action.guild_id  # type: ignore[union-attr]
+            slot = self._slots.get(guild_id)
+            if slot is None:
+                slot = self._slots[guild_id] = _GuildSlot(guild_id, self._budget, self._clock())
+            slot.queue.append(action)  # type: ignore[arg-type]
+            if not slot.scheduled:
+                slot.scheduled = True
+                self._ready.append(slot)
+        elif kind is ReportStats:
+            self._records.append(Reply(action.request_id, self._report()))
+        elif kind is Shutdown:
+            self._stopping = True
+            self._drain_deadline = time.monotonic() + action.drain_seconds  # type: ignore[union-attr]
+        elif kind is InjectFault:
+            raise InjectedFault(action.reason)  # type: ignore[union-attr]
+        else:
+            raise TypeError(f"not a VmAction: {action!r}")
+
+    def _run_slice(self) -> None:
+        """Serve queued requests round-robin, one per guild per turn, for up to one slice."""
+        ready, slots, handlers, records = self._ready, self._slots, self._handlers, self._records
+        deadline = time.perf_counter() + SLICE_SECONDS
+        for _ in range(SLICE_REQUESTS):
+            if not ready:
+                return
+            slot = ready.popleft()
+            action = slot.queue.popleft()
+            try:
+                handlers[type(action)](slot, action)
+            except _RequestFailed as failed:
+                if action.request_id != NO_REPLY:
+                    records.append(Reply(action.request_id, failure=failed.failure))
+            if slot.queue:
+                ready.append(slot)
+            else:
+                slot.scheduled = False
+                if slot.vm is None:
+                    del slots[slot.guild_id]
+            if time.perf_counter() >= deadline:
+                return
+
+    def _fail_queued(self, failure: Failure) -> None:
+        for slot in self._ready:
+            for action in slot.queue:
+                if action.request_id != NO_REPLY:
+                    self._records.append(Reply(action.request_id, failure=failure))
+            slot.queue.clear()
+            slot.scheduled = False
+        self._ready.clear()
+
+    # --- the guild requests --------------------------------------------------------------------
+
+    def _dispatch(self, slot: _GuildSlot, action: DispatchEvent) -> None:
+        if not self._refill(slot):
+            raise _RequestFailed(
+                Failure(
+                    "cpu_budget",
+                    f"skipped: this server's scripts used their CPU budget ({self._budget:g} s of CPU "
+                    "per window); events run again as it refills",
+                )
+            )
+        vm = slot.vm if slot.vm is not None else self._build_on_demand(slot)
+        started = time.thread_time()
+        try:
+            result = vm.dispatch(action.event, action.payload)
+        except ValueError as exc:
+            raise _RequestFailed(Failure("invalid_request", str(exc))) from None
+        except Exception as exc:
+            raise self._vm_failed(slot, exc, f"running the {action.event} event") from None
+        cpu = time.thread_time() - started
+        slot.tokens -= cpu
+        if vm.rebuilds != slot.rebuilds:
+            # The VM rebuilt itself from its scripts after a memory-limit error: report the load.
+            slot.rebuilds = vm.rebuilds
+            self._records.append(VmBuilt(slot.guild_id, _load_report(vm, 0.0)))
+        self._records.append(Reply(action.request_id, result, None, cpu))
+
+    def _reload(self, slot: _GuildSlot, action: ReloadGuild) -> None:
+        # The old VM keeps serving until the new one is complete: a failed read changes nothing.
+        vm, report = self._build(slot)
+        slot.vm = vm
+        slot.rebuilds = 0
+        self._records.append(Reply(action.request_id, report, None, report.cpu_seconds))
+
+    def _reset(self, slot: _GuildSlot, action: ResetGuild) -> None:
+        slot.vm = None
+        if action.request_id != NO_REPLY:
+            self._records.append(Reply(action.request_id))
+
+    def _dry_run(self, slot: _GuildSlot, action: DryRunScript) -> None:
+        started = time.thread_time()
+        try:
+            run = dry_run(action.script, action.event, action.payload, self._limits)
+        except ValueError as exc:
+            raise _RequestFailed(Failure("invalid_request", str(exc))) from None
+        except Exception as exc:
+            # The dry run's sandbox is its own: the guild's VM is not involved and stays.
+            log.exception("guild %s: a dry run of %s failed", slot.guild_id, action.script.name)
+            raise _RequestFailed(
+                Failure("vm_failed", f"the test sandbox failed ({type(exc).__name__})")
+            ) from None
+        cpu = time.thread_time() - started
+        slot.tokens -= cpu
+        self._records.append(Reply(action.request_id, run, None, cpu))
+
+    # --- guild VMs -----------------------------------------------------------------------------
+
+    def _refill(self, slot: _GuildSlot) -> bool:
+        """Top up the guild's CPU bucket for the time passed; True when it holds any CPU."""
+        now = self._clock()
+        tokens = slot.tokens + (now - slot.refilled_at) * self._refill_rate
+        slot.tokens = tokens if tokens < self._budget else self._budget
+        slot.refilled_at = now
+        return slot.tokens > 0
+
+    def _build(self, slot: _GuildSlot) -> tuple[GuildVM, LoadReport]:
+        """A new VM for the guild, from its stored scripts, and what loading them produced."""
+        guild_id = slot.guild_id
+        try:
+            scripts = self._scripts.scripts_for(guild_id)
+        except Exception as exc:
+            log.exception("guild %s: cannot read its scripts", guild_id)
+            raise _RequestFailed(
+                Failure("scripts_unavailable", f"this server's scripts could not be read ({exc})")
+            ) from None
+        started = time.thread_time()
+        try:
+            vm = GuildVM(guild_id, scripts, self._limits)
+        except Exception as exc:
+            raise self._vm_failed(slot, exc, "building its VM") from None
+        cpu = time.thread_time() - started
+        slot.tokens -= cpu
+        return vm, _load_report(vm, cpu)
+
+    def _build_on_demand(self, slot: _GuildSlot) -> GuildVM:
+        vm, report = self._build(slot)
+        slot.vm = vm
+        slot.rebuilds = 0
+        self._records.append(VmBuilt(slot.guild_id, report))
+        return vm
+
+    def _vm_failed(self, slot: _GuildSlot, exc: Exception, doing: str) -> _RequestFailed:
+        """Close a VM that raised what it never should: it costs this guild its VM, nothing more."""
+        log.error("guild %s: its VM failed while %s; closing it", slot.guild_id, doing, exc_info=exc)
+        slot.vm = None
+        return _RequestFailed(
+            Failure(
+                "vm_failed",
+                f"this server's VM failed while {doing} ({type(exc).__name__}); "
+                "it was closed and the next event starts a fresh one",
+            )
+        )
+
+    def _report(self) -> WorkerReport:
+        memory = {slot.guild_id: slot.vm.memory_used() for slot in self._slots.values() if slot.vm}
+        queued = sum(len(slot.queue) for slot in self._ready)
+        return WorkerReport(self.worker_id, memory, queued)
+
+
+def serve(
+    worker_id: int,
+    inbox: Inbox,
+    outbox: Outbox,
+    scripts: ScriptProviderFactory,
+    settings: WorkerSettings,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Run one worker from setup to exit, and tell the facade how it ended.
+
+    The worker's last record is always a :class:`WorkerExit`: ``crash`` is None after a shutdown,
+    and says what escaped the loop otherwise. Replies finished before a crash are sent first, so
+    only the requests the worker had not finished fail.
+    """
+    loop: WorkerLoop | None = None
+    try:
+        loop = WorkerLoop(worker_id, inbox, outbox, scripts(), settings, clock)
+        loop.run()
+    except Exception as exc:
+        log.exception("VM worker %s crashed", worker_id)
+        unsent = loop.take_unsent() if loop is not None else []
+        outbox.send([*unsent, WorkerExit(worker_id, f"{type(exc).__name__}: {exc}")])
+    else:
+        outbox.send([WorkerExit(worker_id, None)])
