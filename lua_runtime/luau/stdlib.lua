@@ -19,7 +19,7 @@ local getmetatable, setmetatable, rawget, rawset, rawequal = getmetatable, setme
 local pcall, load = pcall, load
 local format, find, sub, gsub, match, rep = string.format, string.find, string.sub, string.gsub, string.match, string.rep
 local concat, unpack = table.concat, table.unpack
-local modf, fmod, tointeger, huge = math.modf, math.fmod, math.tointeger, math.huge
+local floor, modf, fmod, tointeger, huge = math.floor, math.modf, math.fmod, math.tointeger, math.huge
 
 -- Numbers ------------------------------------------------------------------------------------------
 
@@ -77,6 +77,18 @@ end
 local function concat_operand(v)
   if type(v) == "number" then return num2str(v) end
   return v
+end
+
+-- a % b as Luau computes it, a - floor(a / b) * b. Lua 5.4's float % goes through fmod instead,
+-- which answers -0 for -4 % 2 and 5 for 5 % math.huge, where Luau answers 0 and nan. Tables and
+-- userdata go to the real %, for their __mod metamethods.
+local function modulo(a, b)
+  local ta, tb = type(a), type(b)
+  if ta == "number" and tb == "number" then return a - floor(a / b) * b end
+  if ta == "table" or tb == "table" or ta == "userdata" or tb == "userdata" then return a % b end
+  local x, y = tonumber(a), tonumber(b)
+  if x and y then return x - floor(x / y) * y end
+  error("attempt to perform arithmetic on a " .. (x and tb or ta) .. " value", 2)
 end
 
 -- Errors ------------------------------------------------------------------------------------------
@@ -417,5 +429,6 @@ return {
     __luau_iter = iterate,
     __luau_str = luau_tostring,
     __luau_cat = concat_operand,
+    __luau_mod = modulo,
   },
 }

@@ -5,7 +5,7 @@ piece of the author's text keeps its line, and what is added never contains a ne
 error names the author's line. What changes:
 
 - numeric literals become floats (Luau has no integers: 10/2 prints 5, 8 // 0 is inf), and ``#x``
-  becomes a float too; ``0b`` and ``_`` literals are spelled out;
+  becomes a float too; ``0b`` and ``_`` literals are spelled out; ``a % b`` calls ``__luau_mod``;
 - ``a .. b`` passes each operand that may be a number through ``__luau_cat`` (Luau's formatting);
 - interpolated strings become concatenations of literals and ``__luau_str(expr)``;
 - ``x op= e`` becomes ``x = x op (e)``, through locals when the target has subexpressions, so
@@ -132,6 +132,12 @@ class _Translator:
 
     def binary_expression(self, node: tree_sitter.Node) -> str:
         operator = node.child_by_field_name("left").next_sibling
+        if operator.type == "%":
+            # Luau's a - floor(a / b) * b, not Lua 5.4's fmod (see __luau_mod); `%` becomes the comma.
+            # The parentheses keep `return a % b` from being a tail call, which would lose the
+            # author's line from an error raised in the helper.
+            operands = self.children(node, lambda child: "," if child == operator else None)
+            return f"(__luau_mod({operands}))"
         if operator.type != "..":
             return self.children(node)
         return self.children(node, lambda child: self.concat_operand(child) if child.is_named else None)
@@ -205,10 +211,12 @@ class _Translator:
         value = self.emit(values)
         if binary == "..":
             value = value if _is_string_valued(values.named_children[0]) else f"__luau_cat({value})"
-        else:
+        elif binary != "%":
             value = f"({value})"
 
         def assign(write: str, read: str) -> str:
+            if binary == "%":
+                return f"{write}{gap}= __luau_mod({read},{value_gap}{value})"
             read = f"__luau_cat({read})" if binary == ".." else read
             return f"{write}{gap}= {read} {binary}{value_gap}{value}"
 

@@ -25,7 +25,8 @@ for _, name in ipairs({
 for name, value in next, std.globals do base[name] = value end
 local tostring, concat, select = std.tostring, table.concat, select
 
--- Runs `source` as chunk `name`: returns the printed lines and the error message, if any.
+-- Runs `source` as chunk `name`: returns the printed lines, the error message if any, and the
+-- table the chunk returned.
 return function(source, name, marks)
   local lines = {}
   local env = setmetatable({}, { __index = base })
@@ -41,20 +42,22 @@ return function(source, name, marks)
   end
   local chunk, err = load(source, "=" .. name, "t", env)
   if not chunk then return lines, err end
-  local ok, message = pcall(chunk)
-  if not ok then return lines, tostring(message) end
-  return lines, nil
+  local ok, result = pcall(chunk)
+  if not ok then return lines, tostring(result) end
+  return lines, nil, result
 end
 """
 
 
 @dataclass
 class Run:
-    """What a chunk printed, the error that stopped it, and the (expected, reported) mark lines."""
+    """What a chunk printed, the error that stopped it, the (expected, reported) mark lines, and the
+    values of the array the chunk returned."""
 
     output: list[str]
     error: str | None
     marks: list[tuple[int, int]] = field(default_factory=list)
+    returned: list[object] = field(default_factory=list)
 
 
 class LuauVM:
@@ -69,9 +72,10 @@ class LuauVM:
     def run_lua(self, lua_source: str, name: str = "script") -> Run:
         """Runs Lua 5.4 source (already translated)."""
         marks = self.lua.table()
-        lines, error = self._run(lua_source, name, marks)
+        lines, error, result = (*self._run(lua_source, name, marks), None, None)[:3]
         recorded = [(int(marks[i][1]), int(marks[i][2])) for i in range(1, len(marks) + 1)]
-        return Run(list(lines.values()), error, recorded)
+        returned = [result[i] for i in range(1, len(result) + 1)] if result is not None else []
+        return Run(list(lines.values()), error, recorded, returned)
 
     def run(self, luau_source: str, name: str = "script") -> Run:
         """Translates and runs Luau source."""
