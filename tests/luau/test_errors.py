@@ -68,7 +68,11 @@ def test_unfinished_interpolation_reports_the_string_line() -> None:
         ("local x = 1\nlocal s = 'abc\n", 2, "Malformed string; did you forget to finish it?"),
         ("print(0x1p4)", 1, "Malformed number"),
         ("local t = {1, 2", 1, "Expected '}' (to close '{' at line 1), got <eof>"),
-        ("print(`{{1}}`)", 1, "Double braces are not permitted within interpolated strings; did you mean '\\{'?"),
+        (
+            "print(`{{1}}`)",
+            1,
+            "Double braces are not permitted within interpolated strings; did you mean '\\{'?",
+        ),
         ("local x = if true then 1", 1, "Expected 'else' when parsing if then else expression"),
         ("continue", 1, "continue statement must be inside a loop"),
         ("return 1\nprint(2)", 2, "Expected 'end' or <eof> after return, got 'print'"),
@@ -163,7 +167,11 @@ def test_goto_as_a_field_name_still_works() -> None:
             "attempt to index a nil value",
         ),
         ("local t = table.freeze({})\n\n\nt.x = 1\n", 4, "attempt to modify a readonly table"),
-        ("type A = {\n\tx: number,\n}\nfor k in 5 :: any do\nend\n", 4, "attempt to iterate over a number value"),
+        (
+            "type A = {\n\tx: number,\n}\nfor k in 5 :: any do\nend\n",
+            4,
+            "attempt to iterate over a number value",
+        ),
     ],
 )
 def test_runtime_errors_name_the_authors_line(source: str, line: int, fragment: str) -> None:

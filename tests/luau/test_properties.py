@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Callable
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -34,7 +35,14 @@ SNIPPETS = [
     ["local v$ = if @ > 0", "\tthen @", "\telse @"],
     ["local v$ = `a{", "\t@", "}b{@}`"],
     ["for i = 1, 2 do", "\tif i == 1 then", "\t\tcontinue", "\tend", "\tlocal v$ = @", "end"],
-    ["local n$ = 0", "repeat", "\tn$ += 1", "\tif n$ == 1 then continue end", "\tlocal v$ = @", "until n$ >= 2"],
+    [
+        "local n$ = 0",
+        "repeat",
+        "\tn$ += 1",
+        "\tif n$ == 1 then continue end",
+        "\tlocal v$ = @",
+        "until n$ >= 2",
+    ],
     ["local w$ = 0", "while w$ < 2 do", "\tw$ += @", "end"],
     ["for _, x$ in { 1 } do", "\t@", "end"],
     ["local function f$(a: number,", "\tb: string?): number", "\tlocal r = @", "\treturn r", "end", "f$(1)"],
@@ -109,8 +117,10 @@ strings = st.sampled_from([("'ab'", "ab"), ('"x y"', "x y"), ("''", ""), ("[[lon
 
 
 def numeric(children: st.SearchStrategy) -> st.SearchStrategy:
-    def binary(op: str, fn):  # noqa: ANN001, ANN202
-        return st.tuples(children, children).map(lambda p: (f"({p[0][0]} {op} {p[1][0]})", fn(p[0][1], p[1][1])))
+    def binary(op: str, fn: Callable[[float, float], float]) -> st.SearchStrategy:
+        return st.tuples(children, children).map(
+            lambda p: (f"({p[0][0]} {op} {p[1][0]})", fn(p[0][1], p[1][1]))
+        )
 
     return st.one_of(
         binary("+", lambda x, y: x + y),
@@ -120,7 +130,9 @@ def numeric(children: st.SearchStrategy) -> st.SearchStrategy:
         st.tuples(children, st.sampled_from([0, 1, 2, 3])).map(
             lambda p: (f"({p[0][0]} ^ {p[1]})", lua_pow(p[0][1], float(p[1])))
         ),
-        st.tuples(numbers, st.integers(1, 7)).map(lambda p: (f"({p[0][0]} % {p[1]})", lua_mod(p[0][1], p[1]))),
+        st.tuples(numbers, st.integers(1, 7)).map(
+            lambda p: (f"({p[0][0]} % {p[1]})", lua_mod(p[0][1], p[1]))
+        ),
         children.map(lambda c: (f"(-{c[0]})", -c[1])),
         strings.map(lambda s: (f"(#{s[0]})", float(len(s[1])))),
         st.tuples(conditions(children), children, children).map(
@@ -130,7 +142,12 @@ def numeric(children: st.SearchStrategy) -> st.SearchStrategy:
 
 
 def conditions(values: st.SearchStrategy) -> st.SearchStrategy:
-    compare = {"<": lambda x, y: x < y, "<=": lambda x, y: x <= y, "==": lambda x, y: x == y, "~=": lambda x, y: x != y}
+    compare = {
+        "<": lambda x, y: x < y,
+        "<=": lambda x, y: x <= y,
+        "==": lambda x, y: x == y,
+        "~=": lambda x, y: x != y,
+    }
     return st.one_of(
         st.sampled_from([("true", True), ("false", False)]),
         st.tuples(values, st.sampled_from(sorted(compare)), values).map(
@@ -144,7 +161,9 @@ string_expressions = st.recursive(
     strings,
     lambda children: st.one_of(
         st.tuples(children, children).map(lambda p: (f"({p[0][0]} .. {p[1][0]})", p[0][1] + p[1][1])),
-        st.tuples(children, st.integers(0, 3)).map(lambda p: (f"string.rep({p[0][0]}, {p[1]})", p[0][1] * p[1])),
+        st.tuples(children, st.integers(0, 3)).map(
+            lambda p: (f"string.rep({p[0][0]}, {p[1]})", p[0][1] * p[1])
+        ),
         children.map(lambda c: (f"({c[0]}):upper()", c[1].upper())),
     ),
     max_leaves=5,
@@ -167,7 +186,9 @@ def statements(draw: st.DrawFn) -> tuple[str, list[object]]:
         (condition, truth), (yes, yes_value), (no, no_value) = draw(
             st.tuples(conditions(expressions), expressions, expressions)
         )
-        code = f"if {condition} then\n  results[#results + 1] = {yes}\nelse\n  results[#results + 1] = {no}\nend"
+        code = (
+            f"if {condition} then\n  results[#results + 1] = {yes}\nelse\n  results[#results + 1] = {no}\nend"
+        )
         return code, [yes_value if truth else no_value]
     count = draw(st.integers(0, 4))
     step_code, step_value = draw(expressions)
@@ -182,7 +203,9 @@ def same_value(lua_value: object, expected: object) -> bool:
     if isinstance(expected, float):
         if math.isnan(expected):
             return isinstance(lua_value, float) and math.isnan(lua_value)
-        return isinstance(lua_value, (int, float)) and not isinstance(lua_value, bool) and lua_value == expected
+        return (
+            isinstance(lua_value, (int, float)) and not isinstance(lua_value, bool) and lua_value == expected
+        )
     return lua_value == expected
 
 
@@ -229,7 +252,12 @@ def luau_number_text(x: float) -> str:
 
 
 def test_reference_layout_matches_facts_measured_on_luau() -> None:
-    facts = {5.0: "5", 0.30000000000000004: "0.30000000000000004", 1e21: "1e+21", 1e20: "100000000000000000000"}
+    facts = {
+        5.0: "5",
+        0.30000000000000004: "0.30000000000000004",
+        1e21: "1e+21",
+        1e20: "100000000000000000000",
+    }
     facts |= {1e-7: "1e-07", 1e-5: "0.00001", 2.0**63: "9223372036854776000", -0.0: "-0", 5e-324: "5e-324"}
     for value, text in facts.items():
         assert luau_number_text(value) == text
