@@ -74,7 +74,8 @@ class LuauVM:
         marks = self.lua.table()
         lines, error, result = (*self._run(lua_source, name, marks), None, None)[:3]
         recorded = [(int(marks[i][1]), int(marks[i][2])) for i in range(1, len(marks) + 1)]
-        returned = [result[i] for i in range(1, len(result) + 1)] if result is not None else []
+        is_table = result is not None and lua54.lua_type(result) == "table"
+        returned = [result[i] for i in range(1, len(result) + 1)] if is_table else []
         return Run(list(lines.values()), error, recorded, returned)
 
     def run(self, luau_source: str, name: str = "script") -> Run:
