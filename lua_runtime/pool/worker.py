@@ -182,8 +182,17 @@ class WorkerLoop:
             self._flush()
         self._flush()
 
-    def take_unsent(self) -> list[WorkerRecord]:
-        """Records finished but not sent yet: a crashing worker still delivers them."""
+    def abandon(self) -> list[WorkerRecord]:
+        """Give up after a crash: drop every guild VM now, and return the records finished but not
+        sent yet (a crashing worker still delivers them).
+
+        The VMs are dropped here rather than left to the collector, because the crash's traceback
+        (kept by a log handler, say) still refers to this loop.
+        """
+        for slot in self._slots.values():
+            slot.vm = None
+        self._slots.clear()
+        self._ready.clear()
         records, self._records = self._records, []
         return records
 
@@ -374,7 +383,7 @@ def serve(
         loop.run()
     except Exception as exc:
         log.exception("VM worker %s crashed", worker_id)
-        unsent = loop.take_unsent() if loop is not None else []
+        unsent = loop.abandon() if loop is not None else []
         outbox.send([*unsent, WorkerExit(worker_id, f"{type(exc).__name__}: {exc}")])
     else:
         outbox.send([WorkerExit(worker_id, None)])

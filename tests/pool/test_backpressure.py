@@ -1,0 +1,97 @@
+"""Bounded queues, CPU budgets and round-robin: one guild cannot take a worker from the others."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from lua_runtime.guild_vm import ScriptSource
+from lua_runtime.pool import EventDropped, InMemoryScripts, PoolConfig, VmPool
+from tests.pool.conftest import LIMITS, SPINNER, counter, eventually, message, printed
+
+SPIN = ScriptSource("spin", SPINNER)
+
+
+async def test_a_full_guild_queue_drops_events_counts_them_and_logs_them(clock, caplog) -> None:
+    scripts = InMemoryScripts({1: [counter()], 2: [counter()]})
+    # idle_seconds sets the housekeeping period (half of it); the fake clock keeps VMs resident.
+    config = PoolConfig(workers=1, guild_queue_size=5, idle_seconds=0.2)
+    caplog.set_level(logging.WARNING, logger="lua_runtime.pool.facade")
+    async with VmPool(scripts, LIMITS, config, clock=clock) as pool:
+        accepted, dropped = [], []
+        for i in range(20):
+            try:
+                accepted.append(pool.submit(1, "message", message(str(i))))
+            except EventDropped as exc:
+                dropped.append(exc)
+        other = pool.submit(2, "message", message("x"))
+        results = await asyncio.gather(*accepted, other)
+        [guild] = (await pool.stats(1)).guilds
+        await eventually(lambda: "15 events dropped" in caplog.text)
+        # Once the queue drained, the guild is accepted again.
+        assert printed(await pool.dispatch(1, "message", message("later"))) == ["later:6"]
+    assert len(accepted) == 5 and len(dropped) == 15
+    assert all(exc.reason == "queue_full" and exc.guild_id == 1 for exc in dropped)
+    assert [printed(r) for r in results] == [[f"{i}:{i + 1}"] for i in range(5)] + [["x:1"]]
+    assert guild.dropped_queue_full == 15 and guild.events == 5
+    assert "guild 1: 15 events dropped" in caplog.text
+
+
+async def test_a_guild_that_spent_its_cpu_budget_is_dropped_until_its_window_refills(clock) -> None:
+    scripts = InMemoryScripts({1: [SPIN], 2: [counter()]})
+    # Two events of 20 ms each empty a 30 ms bucket that refills over 100 s of the fake clock.
+    config = PoolConfig(workers=1, guild_cpu_seconds=0.03, guild_cpu_window_seconds=100)
+    async with VmPool(scripts, LIMITS, config, clock=clock) as pool:
+        outcomes = []
+        for _ in range(4):
+            try:
+                outcomes.append(await pool.dispatch(1, "message", message("x")))
+            except EventDropped as exc:
+                outcomes.append(exc)
+        quiet = [await pool.dispatch(2, "message", message(str(i))) for i in range(3)]
+        clock.now += 100  # a whole window: the bucket is full again
+        refilled = await pool.dispatch(1, "message", message("x"))
+        [guild] = (await pool.stats(1)).guilds
+        stats = await pool.stats()
+    ran = [o for o in outcomes if not isinstance(o, EventDropped)]
+    dropped = [o for o in outcomes if isinstance(o, EventDropped)]
+    assert len(ran) == 2 and all(r.errors[0].kind == "time_limit" for r in ran)
+    assert len(dropped) == 2 and all(d.reason == "cpu_budget" for d in dropped)
+    assert "CPU budget" in str(dropped[0])
+    assert outcomes[:2] == ran  # it ran until the bucket was empty, then was dropped
+    assert [printed(r) for r in quiet] == [["0:1"], ["1:2"], ["2:3"]]
+    assert refilled.errors[0].kind == "time_limit"
+    assert guild.dropped_cpu_budget == 2 and guild.events == 3 and guild.time_limit_hits == 3
+    assert stats.dropped_cpu_budget == 2
+
+
+async def test_a_flooding_guild_takes_turns_with_the_other_guilds_on_its_worker() -> None:
+    scripts = InMemoryScripts({1: [SPIN], 2: [counter()], 3: [counter()]})
+    # A budget large enough that the flood is not dropped: only the round-robin protects guild 2.
+    config = PoolConfig(workers=1, guild_cpu_seconds=60)
+    async with VmPool(scripts, LIMITS, config) as pool:
+        await asyncio.gather(*(pool.dispatch(g, "message", message("warm")) for g in (1, 2, 3)))
+        finished: list[int] = []
+        flood = [pool.submit(1, "message", message("x")) for _ in range(30)]
+        quiet = [pool.submit(g, "message", message(str(i))) for i in range(4) for g in (2, 3)]
+        for future, guild in [(f, 1) for f in flood] + [(f, 0) for f in quiet]:
+            future.add_done_callback(lambda _, guild=guild: finished.append(guild))
+        await asyncio.gather(*flood, *quiet)
+    # Every quiet event finished while at most one flood event per turn ran before it: the four
+    # turns guild 2 and 3 needed cost them four 20 ms events, not thirty.
+    last_quiet = max(i for i, guild in enumerate(finished) if guild == 0)
+    assert finished[: last_quiet + 1].count(1) <= 4
+    assert finished[last_quiet + 1 :] == [1] * (30 - finished[: last_quiet + 1].count(1))
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True])
+def test_pool_config_refuses_nonsense(bad) -> None:
+    with pytest.raises(ValueError):
+        PoolConfig(workers=bad)
+    with pytest.raises(ValueError, match="unknown VM strategy"):
+        PoolConfig(strategy="processes")
+    if bad != 1.5:
+        with pytest.raises(ValueError):
+            PoolConfig(guild_cpu_seconds=bad)

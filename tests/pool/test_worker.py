@@ -1,0 +1,106 @@
+"""The worker loop on its own: plain messages in, plain records out, no thread or event loop needed.
+
+This is what a worker process will run: every message here crosses a pickle round trip, as it
+would over a pipe.
+"""
+
+from __future__ import annotations
+
+import pickle
+
+from lua_runtime.pool.messages import (
+    DispatchEvent,
+    DryRunScript,
+    InjectFault,
+    LoadReport,
+    ReloadGuild,
+    Reply,
+    ReportStats,
+    ResetGuild,
+    Shutdown,
+    VmBuilt,
+    WorkerExit,
+    WorkerRecord,
+    WorkerReport,
+)
+from lua_runtime.pool.provider import InMemoryScripts, SharedProvider
+from lua_runtime.pool.worker import WorkerSettings, serve
+from tests.pool.conftest import LIMITS, counter, message, printed, printing
+
+SETTINGS = WorkerSettings(LIMITS, cpu_seconds=10.0, cpu_window_seconds=10.0)
+
+
+class PickledInbox:
+    """Hands the loop one batch per take, each through pickle."""
+
+    def __init__(self, batches: list[list]) -> None:
+        self._batches = [pickle.dumps(batch) for batch in batches]
+
+    def take(self, wait: bool) -> list:
+        if not self._batches:
+            # A real channel would block here; the test has nothing more to send.
+            assert not wait, "the loop waited for more than the test sent"
+            return []
+        return pickle.loads(self._batches.pop(0))
+
+
+class PickledOutbox:
+    def __init__(self) -> None:
+        self.records: list[WorkerRecord] = []
+
+    def send(self, records: list[WorkerRecord]) -> None:
+        self.records.extend(pickle.loads(pickle.dumps(records)))
+
+
+def _replies(outbox: PickledOutbox) -> dict[int, Reply]:
+    return {r.request_id: r for r in outbox.records if isinstance(r, Reply)}
+
+
+def test_the_loop_serves_every_kind_of_request_through_pickled_messages() -> None:
+    scripts = InMemoryScripts({5: [counter()]})
+    inbox = PickledInbox(
+        [
+            [DispatchEvent(1, 5, "message", message("a")), DispatchEvent(2, 5, "message", message("b"))],
+            [ReportStats(3), DryRunScript(4, 5, printing("probe", "probing"), "message", None)],
+            [ReloadGuild(5, 5), DispatchEvent(6, 5, "message", message("c"))],
+            [ResetGuild(7, 5), DispatchEvent(8, 5, "message", message("d")), Shutdown(0, 5.0)],
+        ]
+    )
+    outbox = PickledOutbox()
+    serve(3, inbox, outbox, SharedProvider(pickle.loads(pickle.dumps(scripts))), SETTINGS)
+    replies = _replies(outbox)
+    assert [printed(replies[i].value) for i in (1, 2, 6, 8)] == [["a:1"], ["b:2"], ["c:1"], ["d:1"]]
+    assert all(replies[i].cpu_seconds > 0 for i in (1, 2, 6, 8))
+    report = replies[3].value
+    assert isinstance(report, WorkerReport) and report.worker_id == 3 and set(report.vm_memory) == {5}
+    assert replies[4].value.output == ["probing"]
+    assert isinstance(replies[5].value, LoadReport) and replies[5].value.scripts == ("counter",)
+    assert replies[7].value is None
+    builds = [r for r in outbox.records if isinstance(r, VmBuilt)]
+    assert len(builds) == 2  # the first event, and the event after the reset; not the reload
+    assert outbox.records[-1] == WorkerExit(3, None)
+
+
+def test_a_crash_delivers_the_finished_replies_then_says_what_killed_the_worker() -> None:
+    scripts = InMemoryScripts({5: [counter()]})
+    inbox = PickledInbox(
+        [
+            [DispatchEvent(1, 5, "message", message("a"))],
+            [DispatchEvent(2, 5, "message", message("b")), InjectFault(0, "drill")],
+        ]
+    )
+    outbox = PickledOutbox()
+    serve(4, inbox, outbox, SharedProvider(scripts), SETTINGS)
+    replies = _replies(outbox)
+    assert printed(replies[1].value) == ["a:1"]
+    assert 2 not in replies  # queued with the fault, never run
+    assert outbox.records[-1] == WorkerExit(4, "InjectedFault: drill")
+
+
+def test_a_provider_factory_runs_on_the_worker_and_its_failure_is_a_crash_at_setup() -> None:
+    def broken_factory():
+        raise RuntimeError("cannot open the database")
+
+    outbox = PickledOutbox()
+    serve(9, PickledInbox([]), outbox, broken_factory, SETTINGS)
+    assert outbox.records == [WorkerExit(9, "RuntimeError: cannot open the database")]
