@@ -21,8 +21,15 @@ Results and failures:
   result is delivered.
 
 Ordering: a guild's requests all go to one worker, which serves them in order; a guild only moves
-to another worker when it has no request open (eviction) or when its worker is gone (crash), so its
-order holds across moves too.
+to another worker when it has no request open (eviction, a move to the slow lane) or when its
+worker is gone (crash), so its order holds across moves too.
+
+Noisy neighbours: each worker serves its guilds round-robin and drops the events of a guild whose
+CPU budget is spent (``worker.py``), which bounds what a noisy guild can take. With the thread pool,
+a guild whose event runs out of CPU time or whose budget runs dry also moves, at its next request
+with nothing open, to the *slow lane*: a worker of its own kind, where it no longer delays the
+quick guilds it shared a thread with. Like any move, it starts there with a fresh VM. It goes back
+to an ordinary worker when that VM is next closed (idle, or to make room).
 """
 
 from __future__ import annotations
@@ -99,12 +106,14 @@ def _not_started() -> asyncio.Future[Any]:
 class _Guild:
     """The facade's record of one guild: where its VM lives, what it has open, its counters."""
 
-    __slots__ = ("counters", "guild_id", "last_used", "pending", "worker")
+    __slots__ = ("counters", "guild_id", "last_used", "pending", "to_slow_lane", "worker")
 
     def __init__(self, guild_id: int) -> None:
         self.guild_id = guild_id
         #: The worker holding the guild's VM (a weak handle in the seed's sense: never the VM).
         self.worker: WorkerHandle | None = None
+        #: Set when its events hit the CPU limits: it moves to the slow lane once nothing is open.
+        self.to_slow_lane = False
         self.pending = 0
         self.last_used = 0.0
         self.counters = GuildCounters()
@@ -295,6 +304,7 @@ class VmPool:
             worker_stats.append(
                 WorkerStats(
                     worker_id=worker.worker_id,
+                    slow_lane=worker.slow_lane,
                     guilds=len(worker.guilds),
                     resident_vms=len(vm_memory),
                     memory_bytes=sum(vm_memory.values()),
@@ -314,6 +324,7 @@ class VmPool:
             guild.counters.snapshot(
                 guild.guild_id,
                 guild.worker.worker_id if guild.worker is not None else None,
+                guild.worker is not None and guild.worker.slow_lane,
                 guild.pending,
                 memory.get(guild.guild_id),
             )
@@ -343,7 +354,8 @@ class VmPool:
             if guild.pending == 0:
                 idle.append(guild)
         for guild in idle:
-            self._evict(guild)
+            self._close_vm(guild)
+            guild.counters.evictions += 1
         if idle:
             log.info("closed %d idle guild VMs", len(idle))
         return len(idle)
@@ -374,6 +386,10 @@ class VmPool:
         worker = guild.worker
         if worker is None:
             worker = self._place(guild)
+        elif guild.to_slow_lane and guild.pending == 0:
+            self._close_vm(guild)
+            worker = self._place(guild)
+            log.info("guild %s: its events hit the CPU limits; moved to the slow lane", guild.guild_id)
         else:
             self._resident.move_to_end(guild.guild_id)
         future = self._create_future()
@@ -384,25 +400,28 @@ class VmPool:
         return future
 
     def _place(self, guild: _Guild) -> WorkerHandle:
-        """Put the guild on a worker, closing least recently used idle VMs past the maximum."""
+        """Put the guild on a worker (the slow lane if it is due there), closing least recently used
+        idle VMs past the maximum."""
         resident = self._resident
         excess = len(resident) + 1 - self.config.max_resident_vms
         if excess > 0:
             victims = [g for g in resident.values() if g.pending == 0][:excess]
             for victim in victims:
-                self._evict(victim)
-        worker = self._strategy.place(guild.guild_id)
+                self._close_vm(victim)
+                victim.counters.evictions += 1
+        worker = self._strategy.place(guild.guild_id, slow_lane=guild.to_slow_lane)
+        guild.to_slow_lane = False
         guild.worker = worker
         resident[guild.guild_id] = guild
         return worker
 
-    def _evict(self, guild: _Guild) -> None:
+    def _close_vm(self, guild: _Guild) -> None:
+        """Close the guild's VM and forget where it lived; only when nothing of it is open."""
         worker = guild.worker
         assert worker is not None and guild.pending == 0
         worker.send(ResetGuild(NO_REPLY, guild.guild_id))
         self._strategy.release(worker, guild.guild_id)
         guild.worker = None
-        guild.counters.evictions += 1
         del self._resident[guild.guild_id]
 
     def _exit_waiter(self, worker_id: int) -> asyncio.Future[None]:
@@ -446,14 +465,18 @@ class VmPool:
         if reply.failure is None:
             bucket = latency_bucket(latency)
             counters.latency[bucket] += 1
-            counters.record(reply.value, reply.cpu_seconds)
+            timed_out = counters.record(reply.value, reply.cpu_seconds)
             worker_counters = worker.counters
             worker_counters.latency[bucket] += 1
             worker_counters.record(reply.value, reply.cpu_seconds)
+            if timed_out and not worker.slow_lane and self._strategy.has_slow_lane:
+                guild.to_slow_lane = True
         elif reply.failure.kind == "cpu_budget":
             counters.dropped_cpu_budget += 1
             counters.unlogged_drops += 1
             self._unlogged.add(guild.guild_id)
+            if not worker.slow_lane and self._strategy.has_slow_lane:
+                guild.to_slow_lane = True
         elif reply.failure.kind == "vm_failed":
             counters.failed += 1
 

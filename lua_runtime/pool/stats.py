@@ -80,6 +80,8 @@ class GuildStats:
     guild_id: int
     #: The worker holding the guild's VM, or None when it has none (never used, evicted, crashed).
     worker_id: int | None
+    #: True while its VM lives on the slow lane (its events hit the CPU limits; see ``facade.py``).
+    slow_lane: bool
     #: Events its scripts ran (dropped and failed ones are counted apart).
     events: int
     #: Script errors, summed over its scripts.
@@ -107,6 +109,8 @@ class WorkerStats:
     """One live worker's counters since it started."""
 
     worker_id: int
+    #: True for the thread pool's slow lane, the worker for guilds whose events hit the CPU limits.
+    slow_lane: bool
     #: Guilds placed on the worker.
     guilds: int
     #: Guild VMs it holds, and their heap bytes in total.
@@ -161,7 +165,8 @@ class EventCounters:
         self.cpu_seconds = 0.0
         self.latency = [0] * (len(LATENCY_BOUNDS) + 1)
 
-    def record(self, result: EventResult, cpu_seconds: float) -> None:
+    def record(self, result: EventResult, cpu_seconds: float) -> bool:
+        """Count one finished event; True when it ran out of CPU time."""
         self.events += 1
         self.cpu_seconds += cpu_seconds
         errors = result.errors
@@ -169,6 +174,8 @@ class EventCounters:
             self.errors += len(errors)
             if any(error.kind == "time_limit" for error in errors):
                 self.time_limit_hits += 1
+                return True
+        return False
 
     def histogram(self) -> LatencyHistogram:
         return LatencyHistogram(LATENCY_BOUNDS, tuple(self.latency))
@@ -198,8 +205,8 @@ class GuildCounters(EventCounters):
         self.unlogged_drops = 0
         self.scripts: dict[str, ScriptCounters] = {}
 
-    def record(self, result: EventResult, cpu_seconds: float) -> None:
-        super().record(result, cpu_seconds)
+    def record(self, result: EventResult, cpu_seconds: float) -> bool:
+        timed_out = super().record(result, cpu_seconds)
         scripts = self.scripts
         names = result.scripts
         share = cpu_seconds / len(names) if names else 0.0
@@ -211,7 +218,7 @@ class GuildCounters(EventCounters):
             counters.cpu_seconds += share
         errors = result.errors
         if errors:
-            timed_out = False
+            blamed = False
             for error in errors:
                 counters = scripts.get(error.script)
                 if counters is None:
@@ -219,16 +226,23 @@ class GuildCounters(EventCounters):
                 counters.errors += 1
                 # The first time-limit error names the script that spent the budget; the ones
                 # after it are scripts that did not get to run.
-                if error.kind == "time_limit" and not timed_out:
+                if error.kind == "time_limit" and not blamed:
                     counters.time_limit_hits += 1
-                    timed_out = True
+                    blamed = True
+        return timed_out
 
     def snapshot(
-        self, guild_id: int, worker_id: int | None, queue_depth: int, memory_bytes: int | None
+        self,
+        guild_id: int,
+        worker_id: int | None,
+        slow_lane: bool,
+        queue_depth: int,
+        memory_bytes: int | None,
     ) -> GuildStats:
         return GuildStats(
             guild_id=guild_id,
             worker_id=worker_id,
+            slow_lane=slow_lane,
             events=self.events,
             errors=self.errors,
             time_limit_hits=self.time_limit_hits,

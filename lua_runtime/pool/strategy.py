@@ -33,18 +33,30 @@ class WorkerHandle:
 
     ``guilds`` are the guilds placed on the worker (kept by the strategy); ``pending`` are the
     requests sent and not answered yet, by request id (kept by the facade, which fails them all if
-    the worker dies); ``counters`` count its finished events.
+    the worker dies); ``counters`` count its finished events. ``slow_lane`` marks a worker kept for
+    guilds whose events hit the CPU limits.
     """
 
-    __slots__ = ("_call_soon", "_outgoing", "_post", "counters", "guilds", "pending", "worker_id")
+    __slots__ = (
+        "_call_soon",
+        "_outgoing",
+        "_post",
+        "counters",
+        "guilds",
+        "pending",
+        "slow_lane",
+        "worker_id",
+    )
 
     def __init__(
         self,
         worker_id: int,
         post: Callable[[list[VmAction]], None],
         call_soon: Callable[[Callable[[], None]], object],
+        slow_lane: bool = False,
     ) -> None:
         self.worker_id = worker_id
+        self.slow_lane = slow_lane
         self._post = post
         self._call_soon = call_soon
         self._outgoing: list[VmAction] = []
@@ -69,14 +81,17 @@ class Strategy(Protocol):
 
     #: The strategy's name in :class:`~lua_runtime.pool.PoolConfig`.
     name: str
+    #: Whether :meth:`place` can put a guild on a slow lane, apart from the other guilds.
+    has_slow_lane: bool
 
     def start(self, loop: asyncio.AbstractEventLoop, deliver: Deliver) -> None:
         """Start the initial workers; their records go to ``deliver``, their requests leave at the
         end of ``loop``'s turns."""
         ...
 
-    def place(self, guild_id: int) -> WorkerHandle:
-        """Choose the worker that will hold the guild's VM, and record the guild there."""
+    def place(self, guild_id: int, *, slow_lane: bool = False) -> WorkerHandle:
+        """Choose the worker that will hold the guild's VM, and record the guild there; on the slow
+        lane when ``slow_lane`` (and the strategy has one)."""
         ...
 
     def release(self, worker: WorkerHandle, guild_id: int) -> None:

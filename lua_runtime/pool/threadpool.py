@@ -1,9 +1,12 @@
 """Worker threads, and the two strategies that spread guild VMs over them.
 
 ``threadpool`` runs a fixed set of worker threads, each holding many guild VMs; a new guild goes to
-the thread holding the fewest, and stays there for the life of its VM. ``thread-per-guild`` (the
-legacy mode) is the same machinery with one guild per thread: a thread starts when its guild first
-needs a VM and stops when that VM is closed.
+the thread holding the fewest, and stays there for the life of its VM. It also has a *slow lane*:
+one more thread, started when first needed, for guilds whose events hit the CPU limits, so that a
+guild burning its whole budget on every event shares a thread only with guilds like it (the facade
+decides who moves there). ``thread-per-guild`` (the legacy mode) is the same machinery with one
+guild per thread: a thread starts when its guild first needs a VM and stops when that VM is closed;
+every guild is already alone, so it needs no slow lane.
 
 lupa releases the GIL while Lua runs, so worker threads run guest code in parallel with the event
 loop and with each other; the Python around each call (payload conversion, results) still takes
@@ -75,6 +78,7 @@ class ThreadStrategy:
     """Starting, finding and removing worker threads: what both thread strategies share."""
 
     name = ""
+    has_slow_lane = False
 
     def __init__(
         self,
@@ -106,12 +110,12 @@ class ThreadStrategy:
     def remove(self, worker_id: int, *, replace: bool) -> WorkerHandle | None:
         return self._workers.pop(worker_id, None)
 
-    def _spawn(self) -> WorkerHandle:
+    def _spawn(self, slow_lane: bool = False) -> WorkerHandle:
         if self._deliver is None or self._loop is None:
             raise RuntimeError("the strategy has not been started")
         worker_id = next(self._ids)
         inbox = ThreadInbox()
-        worker = WorkerHandle(worker_id, inbox.put, self._loop.call_soon)
+        worker = WorkerHandle(worker_id, inbox.put, self._loop.call_soon, slow_lane)
         thread = threading.Thread(
             target=serve,
             args=(worker_id, inbox, _LoopOutbox(self._deliver, worker_id), self._scripts, self._settings),
@@ -127,9 +131,11 @@ class ThreadStrategy:
 
 
 class ThreadPoolStrategy(ThreadStrategy):
-    """A fixed set of worker threads; a new guild VM goes to the one holding the fewest."""
+    """A fixed set of worker threads; a new guild VM goes to the one holding the fewest. Plus the
+    slow lane, started on first use and restarted on the next use after a crash."""
 
     name = "threadpool"
+    has_slow_lane = True
 
     def __init__(
         self,
@@ -140,20 +146,28 @@ class ThreadPoolStrategy(ThreadStrategy):
     ) -> None:
         super().__init__(scripts, settings, clock)
         self._size = workers
+        self._slow_lane: WorkerHandle | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop, deliver: Deliver) -> None:
         super().start(loop, deliver)
         for _ in range(self._size):
             self._spawn()
 
-    def place(self, guild_id: int) -> WorkerHandle:
-        worker = min(self._workers.values(), key=lambda w: len(w.guilds))
+    def place(self, guild_id: int, *, slow_lane: bool = False) -> WorkerHandle:
+        if slow_lane:
+            if self._slow_lane is None:
+                self._slow_lane = self._spawn(slow_lane=True)
+            worker = self._slow_lane
+        else:
+            worker = min((w for w in self._workers.values() if not w.slow_lane), key=lambda w: len(w.guilds))
         worker.guilds.add(guild_id)
         return worker
 
     def remove(self, worker_id: int, *, replace: bool) -> WorkerHandle | None:
         worker = super().remove(worker_id, replace=replace)
-        if replace:
+        if worker is not None and worker.slow_lane:
+            self._slow_lane = None  # the next guild sent there starts a new one
+        elif replace:
             replacement = self._spawn()
             log.info("VM worker %s replaces worker %s", replacement.worker_id, worker_id)
         return worker
@@ -164,7 +178,7 @@ class ThreadPerGuildStrategy(ThreadStrategy):
 
     name = "thread-per-guild"
 
-    def place(self, guild_id: int) -> WorkerHandle:
+    def place(self, guild_id: int, *, slow_lane: bool = False) -> WorkerHandle:
         worker = self._spawn()
         worker.guilds.add(guild_id)
         return worker

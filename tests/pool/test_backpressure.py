@@ -42,7 +42,8 @@ async def test_a_full_guild_queue_drops_events_counts_them_and_logs_them(clock, 
 async def test_a_guild_that_spent_its_cpu_budget_is_dropped_until_its_window_refills(clock) -> None:
     scripts = InMemoryScripts({1: [SPIN], 2: [counter()]})
     # Two events of 20 ms each empty a 30 ms bucket that refills over 100 s of the fake clock.
-    config = PoolConfig(workers=1, guild_cpu_seconds=0.03, guild_cpu_window_seconds=100)
+    # One thread per guild: the guild stays on its worker, with the same bucket, throughout.
+    config = PoolConfig(strategy="thread-per-guild", guild_cpu_seconds=0.03, guild_cpu_window_seconds=100)
     async with VmPool(scripts, LIMITS, config, clock=clock) as pool:
         outcomes = []
         for _ in range(4):
@@ -64,7 +65,36 @@ async def test_a_guild_that_spent_its_cpu_budget_is_dropped_until_its_window_ref
     assert [printed(r) for r in quiet] == [["0:1"], ["1:2"], ["2:3"]]
     assert refilled.errors[0].kind == "time_limit"
     assert guild.dropped_cpu_budget == 2 and guild.events == 3 and guild.time_limit_hits == 3
-    assert stats.dropped_cpu_budget == 2
+    assert stats.dropped_cpu_budget == 2 and not guild.slow_lane
+
+
+async def test_a_guild_whose_events_hit_the_cpu_limit_moves_to_the_slow_lane(clock) -> None:
+    scripts = InMemoryScripts({1: [SPIN], 2: [counter()], 3: [counter()]})
+    config = PoolConfig(workers=1, guild_cpu_seconds=60, idle_seconds=60)
+    async with VmPool(scripts, LIMITS, config, clock=clock) as pool:
+        await asyncio.gather(*(pool.dispatch(g, "message", message("a")) for g in (1, 2, 3)))
+        before = {g.guild_id: g for g in (await pool.stats()).guilds}
+        # Its next request, with nothing of it open, moves it; the quick guilds stay.
+        flood = [pool.submit(1, "message", message("x")) for _ in range(10)]
+        quiet = [pool.submit(g, "message", message("b")) for g in (2, 3)]
+        await asyncio.gather(*flood, *quiet)
+        after = {g.guild_id: g for g in (await pool.stats()).guilds}
+        workers = {w.worker_id: w for w in (await pool.stats()).workers}
+
+        clock.now += 61
+        assert pool.evict_idle() == 3
+        await pool.dispatch(1, "message", message("y"))
+        back = (await pool.stats(1)).guilds[0]
+    assert len({g.worker_id for g in before.values()}) == 1
+    assert not any(g.slow_lane for g in before.values())
+    assert after[1].slow_lane and after[1].worker_id != before[1].worker_id
+    assert after[2].worker_id == after[3].worker_id == before[2].worker_id
+    assert [printed(f.result()) for f in quiet] == [["b:2"], ["b:2"]]  # same VMs, not moved
+    lane = workers[after[1].worker_id]
+    assert lane.slow_lane and lane.time_limit_hits == 10
+    assert workers[before[2].worker_id].time_limit_hits == 1  # only the event that gave it away
+    # Once its VM was closed, it starts over on an ordinary worker.
+    assert not back.slow_lane and back.worker_id == before[2].worker_id
 
 
 async def test_a_flooding_guild_takes_turns_with_the_other_guilds_on_its_worker() -> None:

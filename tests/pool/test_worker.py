@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pickle
 
+from lua_runtime.guild_vm import ScriptSource
 from lua_runtime.pool.messages import (
     DispatchEvent,
     DryRunScript,
@@ -25,22 +26,22 @@ from lua_runtime.pool.messages import (
 )
 from lua_runtime.pool.provider import InMemoryScripts, SharedProvider
 from lua_runtime.pool.worker import WorkerSettings, serve
-from tests.pool.conftest import LIMITS, counter, message, printed, printing
+from tests.pool.conftest import LIMITS, SPINNER, counter, message, printed, printing
 
 SETTINGS = WorkerSettings(LIMITS, cpu_seconds=10.0, cpu_window_seconds=10.0)
 
 
 class PickledInbox:
-    """Hands the loop one batch per take, each through pickle."""
+    """Hands the loop the next batch, through pickle, each time it has finished the previous one
+    and waits for more."""
 
     def __init__(self, batches: list[list]) -> None:
         self._batches = [pickle.dumps(batch) for batch in batches]
 
     def take(self, wait: bool) -> list:
-        if not self._batches:
-            # A real channel would block here; the test has nothing more to send.
-            assert not wait, "the loop waited for more than the test sent"
+        if not wait:
             return []
+        assert self._batches, "the loop waited for more than the test sent"
         return pickle.loads(self._batches.pop(0))
 
 
@@ -95,6 +96,32 @@ def test_a_crash_delivers_the_finished_replies_then_says_what_killed_the_worker(
     assert printed(replies[1].value) == ["a:1"]
     assert 2 not in replies  # queued with the fault, never run
     assert outbox.records[-1] == WorkerExit(4, "InjectedFault: drill")
+
+
+def test_a_guild_that_spent_its_cpu_budget_is_dropped_until_its_window_refills(clock) -> None:
+    # 30 ms of CPU per 100 s window; each event spends the whole 20 ms per-event limit.
+    settings = WorkerSettings(LIMITS, cpu_seconds=0.03, cpu_window_seconds=100)
+    scripts = InMemoryScripts({1: [ScriptSource("spin", SPINNER)], 2: [counter()]})
+    batches = [
+        [DispatchEvent(i, 1, "message", message("x")) for i in range(1, 5)]
+        + [DispatchEvent(10 + i, 2, "message", message(str(i))) for i in range(3)],
+        [DispatchEvent(20, 1, "message", message("x"))],
+        [Shutdown(0, 5.0)],
+    ]
+
+    class ClockedInbox(PickledInbox):
+        def take(self, wait: bool) -> list:
+            if wait and len(self._batches) == 2:
+                clock.now += 100  # once the first batch is done, a whole window passes
+            return super().take(wait)
+
+    outbox = PickledOutbox()
+    serve(1, ClockedInbox(batches), outbox, SharedProvider(scripts), settings, clock)
+    replies = _replies(outbox)
+    outcome = [replies[i].failure.kind if replies[i].failure else "ran" for i in (1, 2, 3, 4, 20)]
+    assert outcome == ["ran", "ran", "cpu_budget", "cpu_budget", "ran"]
+    assert replies[1].value.errors[0].kind == "time_limit"
+    assert [printed(replies[10 + i].value) for i in range(3)] == [["0:1"], ["1:2"], ["2:3"]]
 
 
 def test_a_provider_factory_runs_on_the_worker_and_its_failure_is_a_crash_at_setup() -> None:
