@@ -20,16 +20,19 @@ Results and failures:
   ``on_load_errors(guild_id, errors, output)`` callback, on the event loop, before the event's own
   result is delivered.
 
-Ordering: a guild's requests all go to one worker, which serves them in order; a guild only moves
-to another worker when it has no request open (eviction, a move to the slow lane) or when its
-worker is gone (crash), so its order holds across moves too.
+Ordering: a guild's requests all go to one worker, which serves them in order. A guild moves to
+another worker only when it has no request open (eviction), when its worker is gone (crash), or
+when it moves to the slow lane (below), where its requests not started yet follow it in order
+before any newer one is sent; so its order holds across moves too.
 
 Noisy neighbours: each worker serves its guilds round-robin and drops the events of a guild whose
 CPU budget is spent (``worker.py``), which bounds what a noisy guild can take. With the thread pool,
-a guild whose event runs out of CPU time or whose budget runs dry also moves, at its next request
-with nothing open, to the *slow lane*: a worker of its own kind, where it no longer delays the
-quick guilds it shared a thread with. Like any move, it starts there with a fresh VM. It goes back
-to an ordinary worker when that VM is next closed (idle, or to make room).
+a guild whose event runs out of CPU time or whose budget runs dry also moves, at once, to the *slow
+lane*: a worker for guilds like it, where it no longer delays the quick guilds it shared a thread
+with. Its old worker hands back the requests it had not started (:class:`ReleaseGuild`); they go to
+the slow lane, followed by those that arrived during the move. Like any move, it starts there with
+a fresh VM, and it goes back to an ordinary worker when that VM is next closed (idle, or to make
+room).
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ from lua_runtime.pool.messages import (
     Failure,
     InjectFault,
     LoadReport,
+    ReleaseGuild,
     ReloadGuild,
     Reply,
     ReportStats,
@@ -74,7 +78,7 @@ from lua_runtime.pool.messages import (
 )
 from lua_runtime.pool.provider import ScriptProvider, ScriptProviderFactory, provider_factory
 from lua_runtime.pool.stats import GuildCounters, PoolStats, WorkerStats, latency_bucket
-from lua_runtime.pool.strategy import Strategy, WorkerHandle
+from lua_runtime.pool.strategy import Pending, Strategy, WorkerHandle
 from lua_runtime.pool.threadpool import ThreadPerGuildStrategy, ThreadPoolStrategy
 from lua_runtime.pool.worker import WorkerSettings
 from lua_runtime.results import OutputLine, ScriptError
@@ -92,6 +96,8 @@ EXIT_GRACE_SECONDS = 5.0
 
 _EVENTS = frozenset(EVENT_NAMES)
 
+SHUT_DOWN = "the bot shut down before this request ran"
+
 _FAILURES: dict[str, type[PoolError]] = {
     "scripts_unavailable": ScriptsUnavailable,
     "vm_failed": VmFailed,
@@ -106,14 +112,15 @@ def _not_started() -> asyncio.Future[Any]:
 class _Guild:
     """The facade's record of one guild: where its VM lives, what it has open, its counters."""
 
-    __slots__ = ("counters", "guild_id", "last_used", "pending", "to_slow_lane", "worker")
+    __slots__ = ("counters", "guild_id", "last_used", "moving", "pending", "worker")
 
     def __init__(self, guild_id: int) -> None:
         self.guild_id = guild_id
         #: The worker holding the guild's VM (a weak handle in the seed's sense: never the VM).
         self.worker: WorkerHandle | None = None
-        #: Set when its events hit the CPU limits: it moves to the slow lane once nothing is open.
-        self.to_slow_lane = False
+        #: While the guild moves to the slow lane: its requests held until the move is done.
+        self.moving: list[tuple[VmAction, Pending]] | None = None
+        #: Requests sent (or held) and not answered yet.
         self.pending = 0
         self.last_used = 0.0
         self.counters = GuildCounters()
@@ -351,7 +358,7 @@ class VmPool:
         for guild in self._resident.values():
             if guild.last_used > cutoff:
                 break  # least recently used first: the rest are more recent
-            if guild.pending == 0:
+            if guild.pending == 0 and guild.moving is None:
                 idle.append(guild)
         for guild in idle:
             self._close_vm(guild)
@@ -383,37 +390,72 @@ class VmPool:
         """Send a guild request to the guild's worker (placing the guild first if needed)."""
         if self._closing or self._loop is None:
             self._check_open()
+        future = self._create_future()
+        entry = (future, guild, time.perf_counter(), is_event)
+        guild.pending += 1
+        guild.last_used = self._clock()
+        if guild.moving is not None:
+            guild.moving.append((action, entry))
+            return future
         worker = guild.worker
         if worker is None:
             worker = self._place(guild)
-        elif guild.to_slow_lane and guild.pending == 0:
-            self._close_vm(guild)
-            worker = self._place(guild)
-            log.info("guild %s: its events hit the CPU limits; moved to the slow lane", guild.guild_id)
         else:
             self._resident.move_to_end(guild.guild_id)
-        future = self._create_future()
-        worker.pending[action.request_id] = (future, guild, time.perf_counter(), is_event)
-        guild.pending += 1
-        guild.last_used = self._clock()
+        worker.pending[action.request_id] = entry
         worker.send(action)
         return future
 
-    def _place(self, guild: _Guild) -> WorkerHandle:
-        """Put the guild on a worker (the slow lane if it is due there), closing least recently used
-        idle VMs past the maximum."""
+    def _place(self, guild: _Guild, slow_lane: bool = False) -> WorkerHandle:
+        """Put the guild on a worker, closing least recently used idle VMs past the maximum."""
         resident = self._resident
         excess = len(resident) + 1 - self.config.max_resident_vms
         if excess > 0:
-            victims = [g for g in resident.values() if g.pending == 0][:excess]
+            victims = [g for g in resident.values() if g.pending == 0 and g.moving is None][:excess]
             for victim in victims:
                 self._close_vm(victim)
                 victim.counters.evictions += 1
-        worker = self._strategy.place(guild.guild_id, slow_lane=guild.to_slow_lane)
-        guild.to_slow_lane = False
+        worker = self._strategy.place(guild.guild_id, slow_lane=slow_lane)
         guild.worker = worker
         resident[guild.guild_id] = guild
         return worker
+
+    def _move_to_slow_lane(self, guild: _Guild, old: WorkerHandle) -> None:
+        """Take the guild off ``old`` now; :meth:`_finish_move` completes the move."""
+        guild.moving = []
+        request_id = self._request_id()
+        released = self._create_future()
+        old.pending[request_id] = (released, None, time.perf_counter(), False)
+        old.send(ReleaseGuild(request_id, guild.guild_id))
+        released.add_done_callback(lambda done: self._finish_move(guild, old, done))
+
+    def _finish_move(self, guild: _Guild, old: WorkerHandle, released: asyncio.Future[Any]) -> None:
+        """Place the guild on the slow lane and send it, in order, the requests ``old`` handed back,
+        then those that arrived during the move. If ``old`` crashed meanwhile, its requests already
+        failed and only the newer ones remain."""
+        unstarted = released.result() if released.exception() is None else []
+        held, guild.moving = guild.moving or [], None
+        if guild.worker is old:
+            self._strategy.release(old, guild.guild_id)
+            guild.worker = None
+            del self._resident[guild.guild_id]
+        requests = [(a, old.pending.pop(a.request_id)) for a in unstarted if a.request_id in old.pending]
+        requests += held
+        if self._closing:
+            for _, (future, _, _, _) in requests:
+                guild.pending -= 1
+                if not future.done():
+                    future.set_exception(PoolClosed(guild.guild_id, SHUT_DOWN))
+            return
+        worker = self._place(guild, slow_lane=True)
+        for action, entry in requests:
+            worker.pending[action.request_id] = entry
+            worker.send(action)
+        log.info(
+            "guild %s: its events hit the CPU limits; moved to the slow lane with %d requests",
+            guild.guild_id,
+            len(requests),
+        )
 
     def _close_vm(self, guild: _Guild) -> None:
         """Close the guild's VM and forget where it lived; only when nothing of it is open."""
@@ -469,16 +511,25 @@ class VmPool:
             worker_counters = worker.counters
             worker_counters.latency[bucket] += 1
             worker_counters.record(reply.value, reply.cpu_seconds)
-            if timed_out and not worker.slow_lane and self._strategy.has_slow_lane:
-                guild.to_slow_lane = True
+            if timed_out:
+                self._noisy(guild, worker)
         elif reply.failure.kind == "cpu_budget":
             counters.dropped_cpu_budget += 1
             counters.unlogged_drops += 1
             self._unlogged.add(guild.guild_id)
-            if not worker.slow_lane and self._strategy.has_slow_lane:
-                guild.to_slow_lane = True
+            self._noisy(guild, worker)
         elif reply.failure.kind == "vm_failed":
             counters.failed += 1
+
+    def _noisy(self, guild: _Guild, worker: WorkerHandle) -> None:
+        """The guild's event on ``worker`` hit the CPU limits: send it to the slow lane if it can go."""
+        if (
+            self._strategy.has_slow_lane
+            and not worker.slow_lane
+            and guild.worker is worker
+            and guild.moving is None
+        ):
+            self._move_to_slow_lane(guild, worker)
 
     @staticmethod
     def _exception(guild: _Guild | None, failure: Failure) -> Exception:
@@ -548,7 +599,7 @@ class VmPool:
                     "request; the next event starts a fresh VM"
                 )
             else:
-                message = "the bot shut down before this request ran"
+                message = SHUT_DOWN
             future.set_exception(error(guild_id, message))
 
     # --- housekeeping --------------------------------------------------------------------------

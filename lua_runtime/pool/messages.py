@@ -50,6 +50,19 @@ class ResetGuild:
 
 
 @dataclass(slots=True)
+class ReleaseGuild:
+    """Give the guild up at once: close its VM and hand back, as the reply's value, the guild's
+    requests not started yet (a list, in order), for the facade to send to the guild's new worker.
+
+    Unlike the requests above it does not wait its turn in the guild's queue: it is how a guild
+    leaves a worker without the worker first running what it queued.
+    """
+
+    request_id: int
+    guild_id: int
+
+
+@dataclass(slots=True)
 class DryRunScript:
     """Run one script against one event in a fresh sandbox; the reply's value is a ``DryRun``.
 
@@ -90,7 +103,7 @@ class InjectFault:
 
 #: Requests that belong to one guild and run in that guild's order.
 GuildAction = DispatchEvent | ReloadGuild | ResetGuild | DryRunScript
-VmAction = GuildAction | ReportStats | Shutdown | InjectFault
+VmAction = GuildAction | ReleaseGuild | ReportStats | Shutdown | InjectFault
 
 
 # --- records: worker -> facade ----------------------------------------------------------------

@@ -39,6 +39,7 @@ from lua_runtime.pool.messages import (
     GuildAction,
     InjectFault,
     LoadReport,
+    ReleaseGuild,
     ReloadGuild,
     Reply,
     ReportStats,
@@ -212,6 +213,8 @@ class WorkerLoop:
             if not slot.scheduled:
                 slot.scheduled = True
                 self._ready.append(slot)
+        elif kind is ReleaseGuild:
+            self._release(action.guild_id, action.request_id)  # type: ignore[union-attr]
         elif kind is ReportStats:
             self._records.append(Reply(action.request_id, self._report()))
         elif kind is Shutdown:
@@ -221,6 +224,15 @@ class WorkerLoop:
             raise InjectedFault(action.reason)  # type: ignore[union-attr]
         else:
             raise TypeError(f"not a VmAction: {action!r}")
+
+    def _release(self, guild_id: int, request_id: int) -> None:
+        slot = self._slots.pop(guild_id, None)
+        unstarted: list[GuildAction] = []
+        if slot is not None:
+            unstarted = list(slot.queue)
+            if slot.scheduled:
+                self._ready.remove(slot)
+        self._records.append(Reply(request_id, unstarted))
 
     def _run_slice(self) -> None:
         """Serve queued requests round-robin, one per guild per turn, for up to one slice."""
