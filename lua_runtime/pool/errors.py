@@ -32,7 +32,7 @@ class EventDropped(PoolError):
     ``reason`` is ``"queue_full"`` or ``"cpu_budget"``; both are counted in the guild's stats.
     """
 
-    def __init__(self, guild_id: int, reason: str, message: str) -> None:
+    def __init__(self, guild_id: int | None, reason: str, message: str) -> None:
         super().__init__(guild_id, message)
         self.reason = reason
 

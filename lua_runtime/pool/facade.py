@@ -38,6 +38,7 @@ room).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections import OrderedDict
@@ -295,13 +296,15 @@ class VmPool:
         """Counters of every live worker, and of one guild (or of every guild known)."""
         self._check_open()
         workers = self._strategy.workers()
-        reports: list[WorkerReport] = []
+        asked: list[asyncio.Future[WorkerReport]] = []
         for worker in workers:
+            request_id = self._request_id()
             future = self._create_future()
-            worker.pending[self._request_id()] = (future, None, time.perf_counter(), False)
-            worker.send(ReportStats(self._next_request - 1))
-            reports.append(future)  # type: ignore[arg-type]
-        reports = list(await asyncio.gather(*reports, return_exceptions=True))  # type: ignore[arg-type]
+            worker.pending[request_id] = (future, None, time.perf_counter(), False)
+            worker.send(ReportStats(request_id))
+            asked.append(future)
+        # A worker that crashes meanwhile answers with an exception: its row shows no VMs.
+        reports = await asyncio.gather(*asked, return_exceptions=True)
         memory: dict[int, int] = {}
         worker_stats = []
         for worker, report in zip(workers, reports, strict=True):
@@ -411,8 +414,8 @@ class VmPool:
         resident = self._resident
         excess = len(resident) + 1 - self.config.max_resident_vms
         if excess > 0:
-            victims = [g for g in resident.values() if g.pending == 0 and g.moving is None][:excess]
-            for victim in victims:
+            idle = (g for g in resident.values() if g.pending == 0 and g.moving is None)
+            for victim in list(itertools.islice(idle, excess)):
                 self._close_vm(victim)
                 victim.counters.evictions += 1
         worker = self._strategy.place(guild.guild_id, slow_lane=slow_lane)
@@ -518,7 +521,7 @@ class VmPool:
             counters.unlogged_drops += 1
             self._unlogged.add(guild.guild_id)
             self._noisy(guild, worker)
-        elif reply.failure.kind == "vm_failed":
+        elif reply.failure.kind in ("vm_failed", "scripts_unavailable"):
             counters.failed += 1
 
     def _noisy(self, guild: _Guild, worker: WorkerHandle) -> None:
@@ -537,7 +540,7 @@ class VmPool:
         if failure.kind == "invalid_request":
             return ValueError(failure.message)
         if failure.kind == "cpu_budget":
-            return EventDropped(guild_id or 0, "cpu_budget", failure.message)
+            return EventDropped(guild_id, "cpu_budget", failure.message)
         return _FAILURES[failure.kind](guild_id, failure.message)
 
     def _vm_built(self, record: VmBuilt) -> None:

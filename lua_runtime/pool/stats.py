@@ -94,7 +94,7 @@ class GuildStats:
     queue_depth: int
     dropped_queue_full: int
     dropped_cpu_budget: int
-    #: Requests that failed because its worker crashed or its VM failed.
+    #: Events that failed: its worker crashed, its VM failed, or its scripts could not be read.
     failed: int
     vm_builds: int
     evictions: int

@@ -1,0 +1,394 @@
+"""Events through the VM pool: events/s and latency, set beside the bare sandboxed call.
+
+Every pool figure is measured through ``await pool.dispatch(...)`` and compared with a baseline from
+the same run: ``GuildVM.dispatch`` called directly in a loop on one thread, over the same number of
+guild VMs (up to 100, round robin) with the same script and payload. Cases:
+
+* 1, 100 and 10,000 guilds, a trivial script and a heavy one, ``threadpool`` against
+  ``thread-per-guild``. Load: concurrent drivers (tasks), each awaiting one dispatch after another.
+* Memory: the process's RSS with 10,000 resident guild VMs.
+* The noisy neighbour: 100 guilds; 99 send events at a steady pace (each awaits its event, then
+  pauses 10 ms), one spends its whole per-event CPU limit on every event, 20 events a second. The
+  quiet guilds' p99 is measured without, then with the noisy guild, after a warm-up in which the
+  pool notices it (its first few events delay whoever shares its thread: that transient is
+  reported on its own line).
+* The last line, ``throughput ratio pool/raw: X``, is for 100 guilds and the trivial script, on the
+  default strategy: raw and pool runs alternate and the median of the per-round ratios is printed,
+  so that load from other processes on a shared machine hits both sides alike.
+
+Run: ``python bench/dispatch.py`` (about 3 minutes) or ``--quick`` (under 45 s: no 10,000-guild
+cases, shorter timings, one noisy-neighbour run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import statistics
+import time
+from dataclasses import dataclass
+
+from lua_runtime.events import sample_payload
+from lua_runtime.guild_vm import GuildVM, ScriptSource
+from lua_runtime.limits import SandboxLimits
+from lua_runtime.pool import EventDropped, InMemoryScripts, PoolConfig, VmPool
+
+TRIVIAL = """local discord = require("@warden/discord")
+return {
+  message = function(msg)
+    if string.find(msg.content, "badword", 1, true) then
+      discord.delete_message(msg.channel_id, msg.id)
+    end
+  end,
+}"""
+
+HEAVY = """return {
+  message = function(msg)
+    local words = {}
+    for word in string.gmatch(string.lower(msg.content), "%a+") do
+      words[#words + 1] = word
+    end
+    local seen = {}
+    for i = 1, 2000 do
+      local w = words[(i % #words) + 1]
+      seen[w] = (seen[w] or 0) + 1
+    end
+    return seen
+  end,
+}"""
+
+#: Spends the whole per-event CPU limit (100 ms by default) on every event.
+NOISY = "return { message = function(msg) while true do end end }"
+
+SCRIPTS = {"trivial": TRIVIAL, "heavy": HEAVY}
+
+#: Driver tasks per case: enough to keep every worker busy, within one guild's queue bound.
+DRIVERS_ONE_GUILD = 50
+DRIVERS_MANY_GUILDS = 200
+
+#: The noisy-neighbour case: pause of each quiet guild between events, noisy events per second.
+QUIET_PAUSE = 0.010
+NOISY_RATE = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """What one timed run measured."""
+
+    events_per_second: float
+    p50_ms: float
+    p99_ms: float
+
+
+def percentiles(latencies: list[float]) -> tuple[float, float]:
+    """p50 and p99 of ``latencies`` (seconds), in milliseconds."""
+    ordered = sorted(latencies)
+    if not ordered:
+        return float("nan"), float("nan")
+    return (
+        ordered[len(ordered) // 2] * 1000,
+        ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
+    )
+
+
+def rss_bytes() -> int:
+    with open(f"/proc/{os.getpid()}/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def payload() -> dict:
+    message = sample_payload("message")
+    message["content"] = "Hello there, General Kenobi! A perfectly ordinary message."
+    return message
+
+
+# --- the baseline: GuildVM.dispatch in a loop on one thread -----------------------------------------
+
+
+def raw_vms(script: str, count: int) -> list[GuildVM]:
+    limits = SandboxLimits()
+    return [GuildVM(guild_id, [ScriptSource("bench", script)], limits) for guild_id in range(count)]
+
+
+def raw_run(vms: list[GuildVM], event: dict, seconds: float) -> Rate:
+    """Call the VMs round robin for ``seconds``, timing each call."""
+    latencies: list[float] = []
+    clock = time.perf_counter
+    count = len(vms)
+    started = clock()
+    deadline = started + seconds
+    i = 0
+    while True:
+        before = clock()
+        vms[i % count].dispatch("message", event)
+        after = clock()
+        latencies.append(after - before)
+        i += 1
+        if after >= deadline:
+            break
+    p50, p99 = percentiles(latencies)
+    return Rate(i / (after - started), p50, p99)
+
+
+# --- through the pool ----------------------------------------------------------------------------
+
+
+async def warm_up(pool: VmPool, guilds: range, event: dict) -> float:
+    """Build the guilds' VMs (one event each); returns the seconds it took."""
+    started = time.perf_counter()
+    step = 2000
+    for first in range(guilds.start, guilds.stop, step):
+        batch = range(first, min(guilds.stop, first + step))
+        await asyncio.gather(*(pool.dispatch(guild, "message", event) for guild in batch))
+    return time.perf_counter() - started
+
+
+async def pool_run(pool: VmPool, guilds: int, event: dict, seconds: float) -> Rate:
+    """Drivers awaiting one dispatch after another, spread over the guilds, for ``seconds``."""
+    drivers = DRIVERS_ONE_GUILD if guilds == 1 else DRIVERS_MANY_GUILDS
+    clock = time.perf_counter
+    deadline = clock() + seconds
+    latencies: list[float] = []
+    record = latencies.append
+    dispatch = pool.dispatch
+
+    async def driver(first: int) -> None:
+        guild = first
+        while True:
+            before = clock()
+            await dispatch(guild % guilds, "message", event)
+            after = clock()
+            record(after - before)
+            if after >= deadline:
+                return
+            guild += drivers
+
+    started = clock()
+    await asyncio.gather(*(driver(k) for k in range(drivers)))
+    elapsed = clock() - started
+    p50, p99 = percentiles(latencies)
+    return Rate(len(latencies) / elapsed, p50, p99)
+
+
+def pool_for(strategy: str, scripts: dict[int, list[ScriptSource]], guilds: int) -> VmPool:
+    config = PoolConfig(strategy=strategy, max_resident_vms=max(guilds, 10_000))
+    return VmPool(InMemoryScripts(scripts), SandboxLimits(), config)
+
+
+async def throughput_case(
+    strategy: str, guilds: int, script: str, event: dict, seconds: float
+) -> tuple[Rate, float, int]:
+    """One pool case: its rate, its warm-up (VM build) time, and the RSS once every VM is built."""
+    scripts = {guild: [ScriptSource("bench", SCRIPTS[script])] for guild in range(guilds)}
+    async with pool_for(strategy, scripts, guilds) as pool:
+        built_in = await warm_up(pool, range(guilds), event)
+        gc.collect()
+        rss = rss_bytes()
+        rate = await pool_run(pool, guilds, event, seconds)
+    return rate, built_in, rss
+
+
+async def ratio_rounds(event: dict, rounds: int, seconds: float) -> tuple[float, list[float], Rate, Rate]:
+    """Alternate raw and pool runs (100 guilds, trivial script, default strategy)."""
+    guilds = 100
+    vms = raw_vms(TRIVIAL, guilds)
+    scripts = {guild: [ScriptSource("bench", TRIVIAL)] for guild in range(guilds)}
+    ratios, raws, pooled = [], [], []
+    async with pool_for(PoolConfig().strategy, scripts, guilds) as pool:
+        await warm_up(pool, range(guilds), event)
+        for _ in range(rounds):
+            raw = raw_run(vms, event, seconds)
+            through_pool = await pool_run(pool, guilds, event, seconds)
+            raws.append(raw)
+            pooled.append(through_pool)
+            ratios.append(through_pool.events_per_second / raw.events_per_second)
+    middle = sorted(range(rounds), key=lambda i: ratios[i])[rounds // 2]
+    return statistics.median(ratios), ratios, raws[middle], pooled[middle]
+
+
+# --- the noisy neighbour ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NoisyResult:
+    quiet: Rate
+    transient: Rate
+    noisy: Rate
+    noisy_ran: int
+    noisy_dropped: int
+    slow_lane: bool
+
+
+async def noisy_case(strategy: str, event: dict, warm: float, seconds: float) -> NoisyResult:
+    guilds = 100
+    scripts = {guild: [ScriptSource("bench", TRIVIAL)] for guild in range(1, guilds)}
+    scripts[0] = [ScriptSource("noisy", NOISY)]
+    async with pool_for(strategy, scripts, guilds) as pool:
+        # Only the quiet guilds: the pool knows nothing of the noisy one until it starts sending.
+        await warm_up(pool, range(1, guilds), event)
+        clock = time.perf_counter
+
+        async def quiet_phase(duration: float) -> Rate:
+            latencies: list[float] = []
+            deadline = clock() + duration
+
+            async def driver(guild: int) -> None:
+                while clock() < deadline:
+                    before = clock()
+                    await pool.dispatch(guild, "message", event)
+                    latencies.append(clock() - before)
+                    await asyncio.sleep(QUIET_PAUSE)
+
+            started = clock()
+            await asyncio.gather(*(driver(guild) for guild in range(1, guilds)))
+            p50, p99 = percentiles(latencies)
+            return Rate(len(latencies) / (clock() - started), p50, p99)
+
+        quiet = await quiet_phase(seconds)
+        outcomes = {"ran": 0, "dropped": 0}
+
+        def settle(future: asyncio.Future) -> None:
+            if future.cancelled():
+                return
+            outcomes["dropped" if isinstance(future.exception(), EventDropped) else "ran"] += 1
+
+        async def noisy_driver(duration: float) -> None:
+            deadline = clock() + duration
+            while clock() < deadline:
+                try:
+                    pool.submit(0, "message", event).add_done_callback(settle)
+                except EventDropped:
+                    outcomes["dropped"] += 1
+                await asyncio.sleep(1 / NOISY_RATE)
+
+        noisy_task = asyncio.ensure_future(noisy_driver(warm + seconds))
+        transient = await quiet_phase(warm)
+        noisy = await quiet_phase(seconds)
+        await noisy_task
+        [stats] = (await pool.stats(0)).guilds
+    return NoisyResult(quiet, transient, noisy, outcomes["ran"], outcomes["dropped"], stats.slow_lane)
+
+
+# --- the table ------------------------------------------------------------------------------------
+
+SKIPPED_TPG = "skipped: 10,000 threads take about a minute to start; the trivial case shows the cost"
+
+
+def cases(quick: bool) -> list[tuple[str, int, str]]:
+    """(strategy, guilds, script) of the throughput rows."""
+    if quick:
+        return [("threadpool", g, s) for g in (1, 100) for s in SCRIPTS] + [
+            ("thread-per-guild", g, "trivial") for g in (1, 100)
+        ]
+    return [
+        (strategy, g, s)
+        for strategy in ("threadpool", "thread-per-guild")
+        for g in (1, 100, 10_000)
+        for s in SCRIPTS
+    ]
+
+
+def table(rows: list[tuple[str, ...]]) -> None:
+    header = ("case", "events/s", "p50 ms", "p99 ms", "vs raw", "notes")
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    for row in (header, tuple("-" * w for w in widths), *rows):
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def rate_cells(rate: Rate) -> tuple[str, str, str]:
+    return f"{rate.events_per_second:,.0f}", f"{rate.p50_ms:.3f}", f"{rate.p99_ms:.3f}"
+
+
+async def run(quick: bool) -> None:
+    seconds = 0.6 if quick else 1.5
+    event = payload()
+    rows: list[tuple[str, ...]] = []
+    default = PoolConfig()
+    print(
+        f"{os.cpu_count()} cores; default strategy {default.strategy} with {default.workers} workers; "
+        f"load average {os.getloadavg()[0]:.1f} at the start (the machine is shared)"
+    )
+
+    raw: dict[tuple[str, int], Rate] = {}
+    for script in SCRIPTS:
+        for count in (1, 100):
+            vms = raw_vms(SCRIPTS[script], count)
+            raw[script, count] = rate = raw_run(vms, event, seconds)
+            label = f"raw GuildVM.dispatch, {count} VM(s), {script}"
+            rows.append((label, *rate_cells(rate), "1.00", "one thread"))
+            del vms
+
+    memory_note = ""
+    for strategy, guilds, script in cases(quick):
+        label = f"pool {strategy}, {guilds:,} guild(s), {script}"
+        if strategy == "thread-per-guild" and guilds == 10_000 and script == "heavy":
+            rows.append((label, "", "", "", "", SKIPPED_TPG))
+            continue
+        gc.collect()
+        rate, built_in, rss = await throughput_case(strategy, guilds, script, event, seconds)
+        note = f"{guilds:,} VMs built in {built_in:.1f} s; RSS {rss / 2**20:,.0f} MiB" if guilds > 100 else ""
+        if guilds == 10_000 and strategy == "threadpool" and script == "trivial":
+            memory_note = f"RSS with 10,000 resident guild VMs (threadpool): {rss / 2**20:,.0f} MiB"
+        ratio = rate.events_per_second / raw[script, min(guilds, 100)].events_per_second
+        rows.append((label, *rate_cells(rate), f"{ratio:.2f}", note))
+
+    noisy_lines = []
+    for strategy in ("threadpool",) if quick else ("threadpool", "thread-per-guild"):
+        result = await noisy_case(strategy, event, warm=1.5 if quick else 2.0, seconds=2.0 if quick else 4.0)
+        name = f"noisy neighbour, {strategy}"
+        rows.append((f"{name}: 99 quiet guilds alone", *rate_cells(result.quiet), "", ""))
+        rows.append(
+            (
+                f"{name}: its first seconds",
+                *rate_cells(result.transient),
+                "",
+                "the quiet guilds, while the pool notices the noisy one",
+            )
+        )
+        lane = ", on the slow lane" if result.slow_lane else ""
+        rows.append(
+            (
+                f"{name}: quiet guilds beside it",
+                *rate_cells(result.noisy),
+                "",
+                f"noisy guild: {result.noisy_ran} events ran, {result.noisy_dropped} dropped{lane}",
+            )
+        )
+        factor = result.noisy.p99_ms / result.quiet.p99_ms
+        noisy_lines.append(
+            f"noisy neighbour ({strategy}): quiet guilds' p99 {result.noisy.p99_ms:.2f} ms beside it, "
+            f"{result.quiet.p99_ms:.2f} ms alone: {factor:.2f}x (target <= 2x)"
+        )
+
+    rounds = 3 if quick else 5
+    ratio, ratios, raw_middle, pool_middle = await ratio_rounds(event, rounds, seconds)
+    rows.append(("ratio rounds: raw, 100 VMs, trivial (median round)", *rate_cells(raw_middle), "1.00", ""))
+    rows.append(
+        (
+            f"ratio rounds: pool {default.strategy}, 100 guilds, trivial",
+            *rate_cells(pool_middle),
+            f"{ratio:.2f}",
+            "rounds: " + ", ".join(f"{r:.2f}" for r in ratios),
+        )
+    )
+
+    table(rows)
+    print()
+    if memory_note:
+        print(memory_note + " (target <= 1024 MiB)")
+    for line in noisy_lines:
+        print(line)
+    print(f"throughput ratio pool/raw: {ratio:.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a reduced set, under 45 seconds")
+    args = parser.parse_args()
+    asyncio.run(run(args.quick))
+
+
+if __name__ == "__main__":
+    main()
