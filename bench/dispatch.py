@@ -6,7 +6,8 @@ guild VMs (up to 100, round robin) with the same script and payload. Cases:
 
 * 1, 100 and 10,000 guilds, a trivial script and a heavy one, ``threadpool`` against
   ``thread-per-guild``. Load: concurrent drivers (tasks), each awaiting one dispatch after another.
-* Memory: the process's RSS with 10,000 resident guild VMs.
+* Memory: the RSS of a fresh process holding 10,000 resident guild VMs through the pool, beside one
+  holding 10,000 ``GuildVM`` objects built directly.
 * The noisy neighbour: 100 guilds; 99 send events at a steady pace (each awaits its event, then
   pauses 10 ms), one spends its whole per-event CPU limit on every event, 20 events a second. The
   quiet guilds' p99 is measured without, then with the noisy guild, after a warm-up in which the
@@ -24,7 +25,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import gc
+import multiprocessing
 import os
 import statistics
 import time
@@ -179,15 +182,40 @@ def pool_for(strategy: str, scripts: dict[int, list[ScriptSource]], guilds: int)
 
 async def throughput_case(
     strategy: str, guilds: int, script: str, event: dict, seconds: float
-) -> tuple[Rate, float, int]:
-    """One pool case: its rate, its warm-up (VM build) time, and the RSS once every VM is built."""
+) -> tuple[Rate, float]:
+    """One pool case: its rate, and how long building every guild's VM took."""
     scripts = {guild: [ScriptSource("bench", SCRIPTS[script])] for guild in range(guilds)}
     async with pool_for(strategy, scripts, guilds) as pool:
         built_in = await warm_up(pool, range(guilds), event)
-        gc.collect()
-        rss = rss_bytes()
         rate = await pool_run(pool, guilds, event, seconds)
-    return rate, built_in, rss
+    return rate, built_in
+
+
+def resident_rss(through_pool: bool, guilds: int = 10_000) -> int:
+    """RSS of this (fresh) process once it holds ``guilds`` VMs of the trivial script, in bytes."""
+    event = payload()
+    if not through_pool:
+        vms = raw_vms(TRIVIAL, guilds)
+        for vm in vms:
+            vm.dispatch("message", event)
+        gc.collect()
+        return rss_bytes()
+
+    async def build() -> int:
+        scripts = {guild: [ScriptSource("bench", TRIVIAL)] for guild in range(guilds)}
+        async with pool_for("threadpool", scripts, guilds) as pool:
+            await warm_up(pool, range(guilds), event)
+            gc.collect()
+            return rss_bytes()
+
+    return asyncio.run(build())
+
+
+def rss_in_fresh_process(through_pool: bool) -> int:
+    """:func:`resident_rss` in a new process, so that no other case's memory is counted."""
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as executor:
+        return executor.submit(resident_rss, through_pool).result()
 
 
 async def ratio_rounds(event: dict, rounds: int, seconds: float) -> tuple[float, list[float], Rate, Rate]:
@@ -320,17 +348,23 @@ async def run(quick: bool) -> None:
             rows.append((label, *rate_cells(rate), "1.00", "one thread"))
             del vms
 
-    memory_note = ""
+    memory_lines = []
+    if not quick:
+        direct, pooled = rss_in_fresh_process(False), rss_in_fresh_process(True)
+        memory_lines = [
+            f"RSS with 10,000 resident guild VMs through the pool (threadpool): {pooled / 2**20:,.0f} MiB "
+            "(target <= 1024 MiB)",
+            f"RSS with 10,000 GuildVMs built directly, no pool: {direct / 2**20:,.0f} MiB (same run)",
+        ]
+
     for strategy, guilds, script in cases(quick):
         label = f"pool {strategy}, {guilds:,} guild(s), {script}"
         if strategy == "thread-per-guild" and guilds == 10_000 and script == "heavy":
             rows.append((label, "", "", "", "", SKIPPED_TPG))
             continue
         gc.collect()
-        rate, built_in, rss = await throughput_case(strategy, guilds, script, event, seconds)
-        note = f"{guilds:,} VMs built in {built_in:.1f} s; RSS {rss / 2**20:,.0f} MiB" if guilds > 100 else ""
-        if guilds == 10_000 and strategy == "threadpool" and script == "trivial":
-            memory_note = f"RSS with 10,000 resident guild VMs (threadpool): {rss / 2**20:,.0f} MiB"
+        rate, built_in = await throughput_case(strategy, guilds, script, event, seconds)
+        note = f"{guilds:,} VMs built in {built_in:.1f} s" if guilds > 100 else ""
         ratio = rate.events_per_second / raw[script, min(guilds, 100)].events_per_second
         rows.append((label, *rate_cells(rate), f"{ratio:.2f}", note))
 
@@ -376,8 +410,8 @@ async def run(quick: bool) -> None:
 
     table(rows)
     print()
-    if memory_note:
-        print(memory_note + " (target <= 1024 MiB)")
+    for line in memory_lines:
+        print(line)
     for line in noisy_lines:
         print(line)
     print(f"throughput ratio pool/raw: {ratio:.2f}")

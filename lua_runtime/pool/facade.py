@@ -207,6 +207,10 @@ class VmPool:
                 log.warning("%d VM workers did not stop in time; failing their requests", len(late))
         for worker in self._strategy.workers():
             self._fail_all(worker, PoolClosed)
+        for guild in self._guilds.values():
+            if guild.moving:
+                held, guild.moving = guild.moving, []
+                self._fail_closed(guild, held)
         log.info("VM pool closed")
 
     async def __aenter__(self) -> VmPool:
@@ -445,10 +449,7 @@ class VmPool:
         requests = [(a, old.pending.pop(a.request_id)) for a in unstarted if a.request_id in old.pending]
         requests += held
         if self._closing:
-            for _, (future, _, _, _) in requests:
-                guild.pending -= 1
-                if not future.done():
-                    future.set_exception(PoolClosed(guild.guild_id, SHUT_DOWN))
+            self._fail_closed(guild, requests)
             return
         worker = self._place(guild, slow_lane=True)
         for action, entry in requests:
@@ -459,6 +460,13 @@ class VmPool:
             guild.guild_id,
             len(requests),
         )
+
+    @staticmethod
+    def _fail_closed(guild: _Guild, requests: list[tuple[VmAction, Pending]]) -> None:
+        for _, (future, _, _, _) in requests:
+            guild.pending -= 1
+            if not future.done():
+                future.set_exception(PoolClosed(guild.guild_id, SHUT_DOWN))
 
     def _close_vm(self, guild: _Guild) -> None:
         """Close the guild's VM and forget where it lived; only when nothing of it is open."""
