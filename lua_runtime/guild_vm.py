@@ -17,10 +17,11 @@ from typing import Any
 from lupa import lua54
 
 from lua_runtime.events import EVENT_NAMES
+from lua_runtime.kv_store import KVStore
 from lua_runtime.limits import SandboxLimits
 from lua_runtime.luau import LuauSyntaxError, translate
 from lua_runtime.results import MAX_ERROR_CHARS, EventResult, OutputLine, ScriptError
-from lua_runtime.sandbox import Sandbox
+from lua_runtime.sandbox import GuildKV, Sandbox
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +109,17 @@ class GuildVM:
     Not thread-safe: the worker that owns a guild VM is the only one that calls it.
     """
 
-    def __init__(self, guild_id: int, scripts: Sequence[ScriptSource], limits: SandboxLimits) -> None:
+    def __init__(
+        self,
+        guild_id: int,
+        scripts: Sequence[ScriptSource],
+        limits: SandboxLimits,
+        kv_store: KVStore | None = None,
+    ) -> None:
+        """``kv_store`` backs ``@warden/kv``; without one, requiring it is a clear error."""
         self.guild_id = guild_id
         self.limits = limits
+        self._kv = GuildKV(kv_store, guild_id) if kv_store is not None else None
         self.scripts: tuple[ScriptSource, ...] = tuple(scripts)
         #: How many times this VM was rebuilt from its scripts after it stopped being trustworthy.
         self.rebuilds = 0
@@ -120,7 +129,7 @@ class GuildVM:
 
     def _load_all(self) -> None:
         """Build a fresh sandbox and load every script into it, in order."""
-        self._sandbox = Sandbox(self.limits)
+        self._sandbox = Sandbox(self.limits, self._kv)
         self._trusted = True
         kernel = self._sandbox.kernel
         self._kernel_load = kernel["load"]

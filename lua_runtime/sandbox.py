@@ -17,6 +17,8 @@ Two lupa facts drive the shape of this module:
 from __future__ import annotations
 
 import functools
+import json
+import logging
 import time
 import weakref
 from collections.abc import Iterator
@@ -28,6 +30,7 @@ from typing import Any
 from lupa import lua54
 
 from lua_runtime.events import EVENT_NAMES
+from lua_runtime.kv_store import KVError, KVQuotaExceeded, KVStore
 from lua_runtime.limits import MiB, SandboxLimits
 from lua_runtime.luau import STDLIB_PATH
 
@@ -41,6 +44,8 @@ HOST_HEADROOM = 8 * MiB
 
 _LUA_DIR = resources.files("lua_runtime") / "lua"
 
+log = logging.getLogger(__name__)
+
 
 def _refuse_attribute(obj: object, name: object, is_setting: bool) -> str:
     # No Python object is ever handed to guest code; this is the second wall if one slips through.
@@ -48,7 +53,7 @@ def _refuse_attribute(obj: object, name: object, is_setting: bool) -> str:
 
 
 #: Host chunks the kernel may load on demand (see :func:`_host_module_service`).
-LAZY_MODULES = frozenset({"patterns", "pattern_engine", "discord"})
+LAZY_MODULES = frozenset({"patterns", "pattern_engine", "discord", "kv"})
 
 
 @functools.cache
@@ -83,7 +88,7 @@ class Sandbox:
 
     __slots__ = ("__weakref__", "_in_guest", "_kernel", "_lua", "ceilings", "limits")
 
-    def __init__(self, limits: SandboxLimits) -> None:
+    def __init__(self, limits: SandboxLimits, kv: GuildKV | None = None) -> None:
         self.limits = limits
         self.ceilings = Ceilings.for_limits(limits)
         self._in_guest = False
@@ -108,10 +113,13 @@ class Sandbox:
                 "max_actions": limits.max_actions_per_event,
                 "max_output": limits.max_output_per_event,
                 "max_memory": limits.max_memory,
+                "kv_max_key_bytes": limits.kv_max_key_bytes,
                 "events": list(EVENT_NAMES),
             },
             recursive=True,
         )
+        if kv is not None:
+            config["kv"] = _kv_service(weakref.ref(self), kv)
         config["luau"] = run(_bytecode("luau_stdlib"))
         self._kernel = run(_bytecode("kernel"), config)
         # The host no longer needs these, and nothing may reach them: drop them from the VM.
@@ -174,3 +182,53 @@ def _host_module_service(sandbox_ref: weakref.ref[Sandbox]) -> tuple[Any, Any]:
             sandbox._lua.set_max_memory(sandbox.ceilings.guest)
 
     return fetch, fetched
+
+
+@dataclass(frozen=True, slots=True)
+class GuildKV:
+    """One guild's view of a :class:`KVStore`: what ``@warden/kv`` reads and writes."""
+
+    store: KVStore
+    guild_id: int
+
+
+def _kv_service(sandbox_ref: weakref.ref[Sandbox], kv: GuildKV) -> Any:
+    """The function behind ``@warden/kv``: ``call(op, key, arg, ttl) -> ok, result, is_quota``.
+
+    It never raises (a Python exception would reach Lua as an object, not a message), and it lifts
+    the heap ceiling to the host's before any value goes back into the VM; the Lua side puts the
+    guest's back with ``fetched``. Values arrive JSON-encoded by kv.lua and leave as plain Lua data.
+    """
+    store, guild_id = kv.store, kv.guild_id
+
+    def call(op: str, key: str, arg: Any, ttl: float | None) -> tuple[bool, Any, bool]:
+        sandbox = sandbox_ref()
+        if sandbox is None:
+            return False, "kv: this VM is shutting down", False
+        if sandbox._in_guest:
+            sandbox._lua.set_max_memory(sandbox.ceilings.host)
+        try:
+            if op == "get":
+                value = store.get(guild_id, key)
+                if isinstance(value, (dict, list)):
+                    value = sandbox._lua.table_from(value, recursive=True)
+                return True, value, False
+            if op == "set":
+                store.set(guild_id, key, json.loads(arg), ttl)
+                return True, None, False
+            if op == "delete":
+                return True, store.delete(guild_id, key), False
+            if op == "incr":
+                return True, store.incr(guild_id, key, arg), False
+            if op == "keys":
+                return True, sandbox._lua.table_from(store.keys(guild_id, key)), False
+            return False, f"kv: unknown operation {op!r}", False
+        except KVQuotaExceeded as exc:
+            return False, str(exc), True
+        except KVError as exc:
+            return False, str(exc), False
+        except Exception:
+            log.exception("guild %s: kv.%s failed", guild_id, op)
+            return False, f"kv.{op} failed inside Warden; the error is in the bot's log", False
+
+    return call

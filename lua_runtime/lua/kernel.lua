@@ -13,8 +13,10 @@
 --   max_output     bytes of print output kept per event
 --   max_memory     the guest's heap ceiling, in bytes (for messages only; lupa enforces it)
 --   fetch, fetched fetch(name) returns the bytecode of host module `name` (patterns,
---                  pattern_engine, discord) with the host's heap ceiling raised for the load;
+--                  pattern_engine, discord, kv) with the host's heap ceiling raised for the load;
 --                  fetched() puts the guest's ceiling back
+--   kv             the guild's store, kv(op, key, arg, ttl) -> ok, result, is_quota, or nil
+--   kv_max_key_bytes  longest KV key
 --   luau           what lua_runtime/luau/stdlib.lua returned: { globals = {...}, tostring = f }
 --   events         array of the event names scripts may handle
 -- Returns the kernel: { compile = f, load = f, dispatch = f, running = f, load_output = f }.
@@ -211,6 +213,12 @@ local modules = {}
 local module_loaders = {
   ["@warden/discord"] = function()
     return host_module("discord")(push_action, { describe = describe, utf8_len = utf8_len, find = str_find })
+  end,
+  ["@warden/kv"] = function()
+    if not config.kv then error("@warden/kv is not available in this sandbox (it has no store)", 0) end
+    return host_module("kv")(config.kv, fetched, {
+      describe = describe, utf8_len = utf8_len, gsub = str_gsub, stop = stop, max_key_bytes = config.kv_max_key_bytes,
+    })
   end,
 }
 local module_names = {}
