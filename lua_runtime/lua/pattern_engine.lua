@@ -21,6 +21,9 @@ local math_type, tointeger = math.type, math.tointeger
 
 local MAXCAPTURES = 32 -- LUA_MAXCAPTURES
 local MAXCCALLS = 200 -- depth of nested `match` calls before "pattern too complex"
+-- Longest text one C call compares for the engine: short enough that a long comparison is many C
+-- calls, between which the hook can stop it (and short strings, which Lua interns).
+local CHUNK = 32
 local CAP_UNFINISHED, CAP_POSITION = -1, -2
 
 -- Byte values the matcher tests for.
@@ -33,6 +36,9 @@ local SPECIALS = "[%^%$%*%+%?%.%(%[%%%-]"
 
 -- Argument checks, worded like lauxlib's. `level` is the error level of the script's call as seen
 -- from the function raising.
+
+-- The type a "got ..." message names: a metatable's __name, as luaL_typeerror does (C reads the
+-- metatable raw; getmetatable yields to a __metatable field, which no Warden type sets).
 local function type_name(v, present)
   if not present then return "no value" end
   local mt = getmetatable(v)
@@ -237,8 +243,11 @@ return function(C)
       -- A position capture has no text: C compares its negative length as a huge size and fails.
       if len < 0 or src_end - s < len then return nil end
       local init = cinit[l]
-      if sub(src, init, init + len - 1) == sub(src, s, s + len - 1) then return s + len end
-      return nil
+      for k = 0, len - 1, CHUNK do -- memcmp, a piece at a time
+        local last = k + CHUNK <= len and k + CHUNK - 1 or len - 1
+        if sub(src, init + k, init + last) ~= sub(src, s + k, s + last) then return nil end
+      end
+      return s + len
     end
 
     -- Matches pattern index `p` onward against subject index `s`; returns the end of the match
@@ -388,20 +397,26 @@ return function(C)
     return matcher
   end
 
-  -- Plain search for `p` in `s` from index `init`, in bounded C steps so that the hook can stop a
-  -- search that would take too long: a C plain search of the first byte finds each candidate,
-  -- and an anchored literal pattern (linear, no backtracking) checks it.
+  -- Plain search for `p` in `s` from index `init`. The hook runs only between C calls, so each C
+  -- call here does a small, bounded piece of the work: a C plain search for the first byte finds
+  -- each candidate, and anchored literal patterns of at most CHUNK bytes check it.
   local function plain_find(s, p, init)
     local ls, lp = #s, #p
     if lp == 0 then return init, init - 1 end
-    local first = sub(p, 1, 1)
-    local literal = "^" .. c_gsub(p, "[^%w]", "%%%0")
+    local first, pieces = sub(p, 1, 1), {}
+    for k = 1, lp, CHUNK do
+      pieces[#pieces + 1] = "^" .. c_gsub(sub(p, k, k + CHUNK - 1), "[^%w]", "%%%0")
+    end
     local last_start = ls - lp + 1
     local i = init
     while i <= last_start do
       i = c_find(s, first, i, true)
       if i == nil or i > last_start then return nil end
-      if c_find(s, literal, i) then return i, i + lp - 1 end
+      local k = 1
+      while pieces[k] and c_find(s, pieces[k], i + (k - 1) * CHUNK) do
+        k = k + 1
+      end
+      if not pieces[k] then return i, i + lp - 1 end
       i = i + 1
     end
     return nil

@@ -6,7 +6,10 @@
 -- explode. Each wrapper therefore bounds the C matcher's worst case for this pattern on a subject
 -- of this length; when the bound is within PATTERN_BUDGET the call goes to C, otherwise to
 -- pattern_engine.lua, a Lua port of the same matcher that the hook can stop. Either way the
--- results and error messages are the C functions' own.
+-- results and error messages are the C functions' own. A C function raising from here would put
+-- this file's position on its message, so the C path also takes only calls C cannot reject: the
+-- wrappers check the argument types, and the analysis refuses any pattern C could raise on
+-- (except gsub's replacement errors, which are raised again at the script's line).
 --
 -- The chunk returns a factory, called once per guild VM by the kernel:
 --   safe = factory(C, load_engine)
@@ -33,7 +36,8 @@ local PLAIN_BUDGET = PATTERN_BUDGET * 64
 local MAX_LENGTH = 2 ^ 31
 local MAXCCALLS = 200 -- C's limit on nested `match` calls ("pattern too complex")
 -- Patterns whose safe length is kept; a full cache is emptied. Longer patterns are analysed on
--- every call (the analysis is linear in the pattern, like the call itself) rather than kept.
+-- every call rather than kept alive here: the analysis is a few dozen passes over the pattern's
+-- items, plain Lua that the hook counts like the script's own code.
 local CACHE_ENTRIES = 64
 local MAX_CACHED_PATTERN = 256
 
@@ -215,13 +219,11 @@ return function(C, load_engine)
   end
 
   -- C's gsub raises "invalid replacement value" from inside itself, with the position of its
-  -- caller, this file. Checking the value here instead raises it at the script's line: level 4 is
-  -- this function, C's gsub, the gsub wrapper, then the script.
-  local function checked(value)
-    if value and type(value) ~= "string" and type(value) ~= "number" then
-      error("invalid replacement value (a " .. type(value) .. ")", 4)
-    end
-    return value
+  -- caller, this file. The replacement closures below check the value instead and raise at the
+  -- script's line: level 5 counts this function, the closure, C's gsub, the gsub wrapper, then
+  -- the script.
+  local function invalid(value)
+    error("invalid replacement value (a " .. type(value) .. ")", 5)
   end
 
   -- Every wrapper ends in a tail call of the engine, so that the engine's errors count the
@@ -270,9 +272,19 @@ return function(C, load_engine)
         if ok then return result, count end
         error(result, result == "not enough memory" and 0 or 2)
       elseif tr == "table" then
-        return c_gsub(s, p, function(key) return checked(repl[key]) end, max_n)
+        return c_gsub(s, p, function(key)
+          local value = repl[key]
+          local tv = value and type(value)
+          if tv and tv ~= "string" and tv ~= "number" then invalid(value) end
+          return value
+        end, max_n)
       elseif tr == "function" then
-        return c_gsub(s, p, function(...) return checked(repl(...)) end, max_n)
+        return c_gsub(s, p, function(...)
+          local value = repl(...)
+          local tv = value and type(value)
+          if tv and tv ~= "string" and tv ~= "number" then invalid(value) end
+          return value
+        end, max_n)
       end
     end
     return (engine or get_engine()).gsub(...)
