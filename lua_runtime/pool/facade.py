@@ -630,10 +630,10 @@ class VmPool:
         for guild_id in self._unlogged:
             counters = self._guilds[guild_id].counters
             log.warning(
-                "guild %s: %d events dropped in the last %.0f s (%d queue full, %d over CPU budget in total)",
+                "guild %s: events dropped in the last %g s: %d (in all: %d queue full, %d CPU budget)",
                 guild_id,
-                counters.unlogged_drops,
                 interval,
+                counters.unlogged_drops,
                 counters.dropped_queue_full,
                 counters.dropped_cpu_budget,
             )
