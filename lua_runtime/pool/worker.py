@@ -11,6 +11,11 @@ own queue, then serves the queues round-robin, one request per guild per turn, s
 long queue cannot hold back the others on its worker. Finished replies are sent back together, at
 most every :data:`SLICE_SECONDS`, so that one hand-off to the event loop carries many results.
 
+A guild leaves a worker in one of three ways: its VM is closed (:class:`ResetGuild`, for idleness or
+to make room), the worker dies, or the facade takes the guild away at once (:class:`ReleaseGuild`,
+to move a noisy guild to the slow lane), and the worker hands back the guild's requests it has not
+started.
+
 Each guild has a CPU budget: a token bucket holding up to ``cpu_seconds`` of CPU, refilled
 continuously over ``cpu_window_seconds``. An event that finds its guild's bucket empty is dropped
 with the reason ``cpu_budget`` (counted and logged by the facade) rather than deferred, because a
