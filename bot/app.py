@@ -19,7 +19,7 @@ from discord.ext import commands
 from bot.bot import WardenBot, default_intents
 from bot.settings import Settings, SettingsError, load_settings
 from bot.storage import Storage, StorageError, StoredScripts
-from lua_runtime.pool import PoolConfig, VmPool
+from lua_runtime.pool import VmPool
 
 log = logging.getLogger("warden")
 
@@ -43,10 +43,6 @@ def _configure(settings: Settings) -> None:
         discord.http.Route.BASE = settings.discord_api_base
 
 
-def pool_config(settings: Settings) -> PoolConfig:
-    return PoolConfig(strategy=settings.vm_strategy, workers=settings.vm_workers)
-
-
 async def serve(settings: Settings, token: str, *, intents: discord.Intents | None = None) -> int:
     """Run the bot until it is closed or signalled; returns the process exit status."""
     try:
@@ -54,7 +50,7 @@ async def serve(settings: Settings, token: str, *, intents: discord.Intents | No
     except (StorageError, OSError) as exc:
         log.error("cannot open the database %s: %s", settings.database_path, exc)
         return EXIT_FAILED
-    pool = VmPool(StoredScripts(settings.database_path), settings.limits, pool_config(settings))
+    pool = VmPool(StoredScripts(settings.database_path), settings.limits, settings.pool_config())
     bot = WardenBot(settings, storage, pool, intents=intents)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -19,8 +19,7 @@ from typing import Any
 from dotenv import load_dotenv
 
 from lua_runtime.limits import SandboxLimits
-
-VM_STRATEGIES = ("threadpool", "thread-per-guild", "processpool")
+from lua_runtime.pool.config import STRATEGIES, PoolConfig
 
 # Three base64url parts: the bot's user id, a timestamp, an HMAC. Catches pasted client secrets,
 # quotes and stray spaces, which otherwise fail later as a confusing 401 at login.
@@ -61,8 +60,8 @@ def _parse_log_level(raw: str) -> str:
 
 
 def _parse_strategy(raw: str) -> str:
-    if raw not in VM_STRATEGIES:
-        raise ValueError("is not a VM strategy", f"use one of {', '.join(VM_STRATEGIES)}")
+    if raw not in STRATEGIES:
+        raise ValueError("is not a VM strategy", f"use one of {', '.join(STRATEGIES)}")
     return raw
 
 
@@ -107,8 +106,11 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("LOG_LEVEL", "log_level", _parse_log_level, "DEBUG, INFO, WARNING, ERROR or CRITICAL"),
     SettingSpec("DEV_GUILD_ID", "dev_guild_id", _parse_snowflake, "Sync slash commands to this server only"),
     SettingSpec("DISCORD_API_BASE", "discord_api_base", _parse_url, "REST base URL, e.g. a rate-limit proxy"),
-    SettingSpec("VM_STRATEGY", "vm_strategy", _parse_strategy, "threadpool, thread-per-guild or processpool"),
+    SettingSpec("VM_STRATEGY", "vm_strategy", _parse_strategy, "How guild VMs are spread over workers"),
     SettingSpec("VM_WORKERS", "vm_workers", _positive_int("workers"), "Worker threads or processes"),
+    SettingSpec("VM_IDLE_SECONDS", "vm_idle_seconds", _positive_int("seconds"), "Idle VMs closed after this"),
+    SettingSpec("VM_MAX_RESIDENT", "vm_max_resident", _positive_int("VMs"), "Guild VMs kept in memory"),
+    SettingSpec("VM_GUILD_QUEUE", "vm_guild_queue", _positive_int("events"), "Events queued per server"),
     SettingSpec("VM_MAX_MEMORY", "max_memory", _parse_size, "Heap ceiling of one guild VM", limit=True),
     SettingSpec(
         "VM_CPU_MS_PER_EVENT", "cpu_ms_per_event", _positive_int("ms"), "CPU time per event, ms", limit=True
@@ -145,6 +147,9 @@ class Settings:
     discord_api_base: str | None = None
     vm_strategy: str = "threadpool"
     vm_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    vm_idle_seconds: int = 900
+    vm_max_resident: int = 10_000
+    vm_guild_queue: int = 100
     limits: SandboxLimits = field(default_factory=SandboxLimits)
 
     @property
@@ -171,6 +176,16 @@ class Settings:
         except ValueError as exc:
             raise SettingsError("VM_MAX_MEMORY", "is too small", str(exc)) from None
         return cls(**values)
+
+    def pool_config(self) -> PoolConfig:
+        """The VM pool's shape, from the VM_* settings."""
+        return PoolConfig(
+            strategy=self.vm_strategy,
+            workers=self.vm_workers,
+            idle_seconds=float(self.vm_idle_seconds),
+            max_resident_vms=self.vm_max_resident,
+            guild_queue_size=self.vm_guild_queue,
+        )
 
     def require_token(self) -> str:
         """The token, or a :class:`SettingsError` saying how to provide it."""
