@@ -194,11 +194,22 @@ local function protected(mt, fname)
   end
 end
 
+-- freeze and clone set a guest's metatable with the real setmetatable. Lua marks a table for
+-- finalization when it gets a metatable that has __gc at that moment, and finalizers run with the
+-- sandbox's hooks off: a __gc added to the metatable after the sandbox's setmetatable checked it
+-- must not get through here.
+local function no_finalizer(mt, fname)
+  if type(mt) == "table" and (rawget(mt, "__gc") ~= nil or rawget(mt, "__close") ~= nil) then
+    argerror(1, fname, "table's metatable has a __gc or __close metamethod", 4)
+  end
+end
+
 table.freeze = function(t)
   checktable(t, 1, "freeze")
   if frozen[t] then argerror(1, "freeze", "table is already frozen") end
   local mt = getmetatable(t)
   protected(mt, "freeze")
+  no_finalizer(mt, "freeze")
   local store, proxy_mt = {}, {}
   for k, v in next, t do store[k] = v end
   for k in next, store do rawset(t, k, nil) end
@@ -231,6 +242,7 @@ table.clone = function(t)
   checktable(t, 1, "clone")
   local store, mt = frozen[t], getmetatable(t)
   if not store then protected(mt, "clone") end
+  no_finalizer(mt, "clone")
   local copy = {}
   for k, v in next, store or t do copy[k] = v end
   return setmetatable(copy, mt or nil)
