@@ -116,6 +116,9 @@ end
 local function call_c(fname, f, ...)
   local ok, result = pcall(f, ...)
   if ok then return result end
+  -- Out of memory stays exactly "not enough memory", with no position: that is how the sandbox
+  -- tells the memory limit from an ordinary error.
+  if result == "not enough memory" then error(result, 0) end
   if type(result) == "string" then result = gsub(result, "'%?'", "'" .. fname .. "'", 1) end
   error(result, 3)
 end
