@@ -230,7 +230,7 @@ def main() -> None:
     bare, chunk, factory, first_pattern, engine = bench.lua.execute(
         MEMORY, dump(bench.lua, "patterns"), dump(bench.lua, "pattern_engine")
     )
-    print(f"runtime before loading: {bare:.2f}")
+    print(f"this benchmark's runtime before loading (not a bare guild VM): {bare:.2f}")
     print(f"patterns.lua chunk: {chunk:.2f}   factory call: {factory:.2f}   total: {chunk + factory:.2f}")
     print(f"first cached pattern: {first_pattern:.2f}   engine, once compiled: {engine:.2f}")
     print(f"(cpu: {os.cpu_count()} cores)")

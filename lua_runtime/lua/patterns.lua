@@ -9,7 +9,10 @@
 -- results and error messages are the C functions' own. A C function raising from here would put
 -- this file's position on its message, so the C path also takes only calls C cannot reject: the
 -- wrappers check the argument types, and the analysis refuses any pattern C could raise on
--- (except gsub's replacement errors, which are raised again at the script's line).
+-- (except gsub's replacement errors, which are raised again at the script's line). One
+-- difference no Lua function can avoid: a script that tail-calls a wrapper (`return s:find(p)`)
+-- loses its own frame, so an error from the engine then names the line that called the script's
+-- function, where C names the return statement.
 --
 -- The chunk returns a factory, called once per guild VM by the kernel:
 --   safe = factory(C, load_engine)
