@@ -34,13 +34,18 @@ local function num2str(x)
   end
   if x ~= x then return "nan" end
   if x == huge or x == -huge then return x > 0 and "inf" or "-inf" end
+  -- Fast path: %g with 15 or 16 digits, when it reads back and is in fixed notation, is already
+  -- the shortest form laid out as Luau lays it out (the loop below explains why 15 digits suffice).
+  local s = format("%.15g", x)
+  if s + 0 ~= x then s = format("%.16g", x) end
+  if s + 0 == x and not find(s, "e", 1, true) then return s end
   -- The first precision that reads back exactly gives the shortest digits. A normal double's
   -- shortest form has at most 17 digits and, if it has 15 or fewer, rounding to 15 finds it; a
   -- subnormal one has fewer bits of precision, so any count of digits may be shortest. A power of
   -- two reads back from a narrower interval on its side toward zero, so the digits nearest to it
   -- may miss while the next decimal away from zero (one unit more in the last digit) reads back.
   local p = (x > -2.2250738585072014e-308 and x < 2.2250738585072014e-308) and 0 or 14
-  local s = format("%." .. p .. "e", x)
+  s = format("%." .. p .. "e", x)
   while s + 0 ~= x do
     local sign, lead, rest, exp = match(s, "^(-?)(%d)%.?(%d*)e(.*)$")
     local up = format("%d", tointeger(lead .. rest) + 1)
