@@ -15,7 +15,6 @@ guilds, any steps) for the tests that need more.
 from __future__ import annotations
 
 import json
-import math
 import signal
 import subprocess
 import sys
@@ -26,19 +25,20 @@ from typing import Any
 
 from lua_runtime.limits import MiB, SandboxLimits
 from lua_runtime.results import OutputLine, ScriptError
+from tests.support.sandbox_child import EXIT_CPU_SPENT
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 #: Small quotas keep each attack cheap: an event's budget is spent in 50 ms, a heap fills at 4 MiB.
 SMALL = SandboxLimits(cpu_ms_per_event=50, max_memory=4 * MiB)
 
-#: CPU seconds one child may use before the kernel kills it (SIGXCPU). An honest child needs about
-#: 0.3 s to start and a few event budgets after that; a script stuck in C burns this in no time.
-CHILD_CPU_SECONDS = 2
+#: CPU seconds one child may use before it is stopped. An honest child needs about 0.25 s to start
+#: and a few event budgets after that; a script stuck in C burns this in no time.
+CHILD_CPU_SECONDS = 1.2
 
 #: CPU seconds added to a batch's allowance per case: a case may spend a few event budgets (its
 #: events, its top level, the witness's event) and the building of its guild VM.
-CASE_CPU_SECONDS = 0.3
+CASE_CPU_SECONDS = 0.25
 
 #: Wall-clock backstop for a child stuck without burning CPU (a deadlock). A child that burns CPU
 #: is always stopped by CHILD_CPU_SECONDS first, whatever the load on the machine.
@@ -107,9 +107,9 @@ class ChildDied(AssertionError):
     """The child did not finish its plan: it hung, aborted or crashed."""
 
 
-def _describe_death(returncode: int, stderr: str, progress: str, cpu_seconds: int) -> str:
-    if returncode in (-signal.SIGXCPU, -signal.SIGKILL):
-        how = f"used up its {cpu_seconds} s of CPU: something ran without a bound"
+def _describe_death(returncode: int, stderr: str, progress: str, cpu_seconds: float) -> str:
+    if returncode in (EXIT_CPU_SPENT, -signal.SIGXCPU, -signal.SIGKILL):
+        how = f"used up its {cpu_seconds:g} s of CPU: something ran without a bound"
     elif returncode == -signal.SIGABRT:
         how = "aborted (SIGABRT): lupa panicked on an unprotected Lua error"
     elif returncode < 0:
@@ -131,7 +131,7 @@ def run_child(
     guilds: Mapping[int, Sequence[tuple[str, str]]],
     steps: Sequence[tuple[int, str, dict[str, Any] | None]],
     limits: SandboxLimits = SMALL,
-    cpu_seconds: int = CHILD_CPU_SECONDS,
+    cpu_seconds: float = CHILD_CPU_SECONDS,
 ) -> ChildRun:
     """Build each guild's VM from its ``(name, source)`` scripts, then run ``steps`` in order.
 
@@ -243,8 +243,7 @@ def run_attacks(cases: Mapping[str, Case], limits: SandboxLimits = SMALL) -> dic
     for i, name in enumerate(names, 1):
         case = cases[name]
         steps += [(i, case.event, case.payload)] * case.events + [(i, WITNESS_EVENT, None)]
-    cpu_seconds = math.ceil(CHILD_CPU_SECONDS + len(names) * CASE_CPU_SECONDS)
-    run = run_child(guilds, steps, limits, cpu_seconds)
+    run = run_child(guilds, steps, limits, CHILD_CPU_SECONDS + len(names) * CASE_CPU_SECONDS)
     by_guild: dict[int, list[Event]] = {}
     for step in run.events:
         by_guild.setdefault(step.guild, []).append(step)

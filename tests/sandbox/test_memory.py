@@ -169,13 +169,6 @@ def test_a_heap_filled_at_load_does_not_keep_the_next_script_from_loading() -> N
     assert all(error.script == "attack" for error in result.load.errors)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Luau's table.concat (and the other stdlib wrappers of C functions, through call_c) "
-    "re-raises 'not enough memory' with a position, 'attack:2: not enough memory': guest pcall "
-    "no longer recognises it, so the script catches it and goes on, and uncaught it is reported "
-    "as a runtime error instead of memory_limit",
-)
 def test_a_memory_error_inside_a_stdlib_wrapper_is_the_memory_limit() -> None:
     result = attack(
         handler(

@@ -8,16 +8,18 @@ runs ``python -m tests.support.sandbox_child`` with a timeout and reads what the
 The plan comes as one JSON object on stdin::
 
     {
-      "cpu_seconds": 3,                                 # CPU this process may use before the kernel kills it
+      "cpu_seconds": 1.5,                               # CPU this process may use before it is stopped
       "limits": {"cpu_ms_per_event": 50, ...},          # SandboxLimits fields; defaults for the rest
       "guilds": {"1": [["name", "luau source"], ...]},  # scripts of each guild, in load order
       "steps": [[1, "message", null], ...]              # guild, event, payload (null: the sample)
     }
 
-A script stuck in a C call or a hook-free finalizer burns CPU without end, and the GIL-free Lua call
-cannot be interrupted from Python: so the child caps its own CPU time (``RLIMIT_CPU``), and the
-kernel ends it with SIGXCPU. CPU time, unlike wall time, does not stretch on a busy machine, so the
-cap can sit close to what an honest run needs and a hang costs its test a few seconds, not minutes.
+A script stuck in a C call or a hook-free finalizer burns CPU without end, and nothing can interrupt
+the Lua call from inside. So the child caps its own CPU time: a watchdog thread ends the process
+with status EXIT_CPU_SPENT once it has used ``cpu_seconds`` (lupa releases the GIL while Lua runs,
+so the thread gets its turn), and ``RLIMIT_CPU`` has the kernel kill it a second or two later if
+the watchdog cannot run. CPU time, unlike wall time, does not stretch on a busy machine, so the cap
+can sit close to what an honest run needs, and a hang costs its test a second or so, not minutes.
 Core dumps are turned off: an abort or a SIGXCPU must not leave files behind.
 
 The child prints one JSON line per guild loaded and per step run, flushed at once, so that the
@@ -29,8 +31,12 @@ the run goes on.
 from __future__ import annotations
 
 import json
+import math
+import os
 import resource
 import sys
+import threading
+import time
 from dataclasses import asdict
 from typing import Any
 
@@ -70,10 +76,27 @@ def run_step(vm: GuildVM, event: str, payload: dict[str, Any] | None) -> None:
     emit(record)
 
 
-def cap_resources(cpu_seconds: int) -> None:
+#: Exit status of a child whose watchdog found its CPU allowance spent.
+EXIT_CPU_SPENT = 3
+
+#: How often the watchdog reads the process's CPU clock, in seconds.
+WATCH_PERIOD = 0.02
+
+
+def cap_resources(cpu_seconds: float) -> None:
+    """Stop this process once it has used ``cpu_seconds`` of CPU, and never leave a core file."""
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    # SIGXCPU at the soft limit; the hard limit (SIGKILL) one second later in case it is caught.
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
+    # The backstop, for a hang that holds the GIL: SIGXCPU at the soft limit, SIGKILL a second later.
+    soft = math.ceil(cpu_seconds) + 1
+    resource.setrlimit(resource.RLIMIT_CPU, (soft, soft + 1))
+
+    def watch() -> None:
+        while time.process_time() < cpu_seconds:
+            time.sleep(WATCH_PERIOD)
+        os.write(2, f"sandbox_child: {cpu_seconds} s of CPU used up\n".encode())
+        os._exit(EXIT_CPU_SPENT)
+
+    threading.Thread(target=watch, name="cpu-watchdog", daemon=True).start()
 
 
 def main() -> None:
