@@ -13,7 +13,7 @@ guild VMs (up to 100, round robin) with the same script and payload. Cases:
 * The noisy neighbour: 100 guilds; 99 send events at a steady pace (each awaits its event, then
   pauses 10 ms), one spends its whole per-event CPU limit on every event, 20 events a second. The
   quiet guilds' p99 is measured without, then with the noisy guild, after a warm-up in which the
-  pool notices it (its first few events delay whoever shares its thread: that transient is
+  pool notices it (its first event delays whoever shares its thread: that transient is
   reported on its own line).
 * The last line, ``throughput ratio pool/raw: X``, is for 100 guilds and the trivial script, on the
   default strategy: raw and pool runs alternate and the median of the per-round ratios is printed,
