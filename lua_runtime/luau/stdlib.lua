@@ -77,6 +77,13 @@ local function luau_tostring(...)
   return tostring(v)
 end
 
+-- A value in an interpolated string (always exactly one value: `{f()}` of no values is nil).
+local function interpolated(v)
+  if type(v) == "string" then return v end
+  if type(v) == "number" then return num2str(v) end
+  return tostring(v)
+end
+
 -- An operand of `..`: a number becomes Luau text; anything else is left to the real `..`, so that
 -- __concat metamethods run and a bad operand fails on the author's line with Lua's own message.
 local function concat_operand(v)
@@ -447,7 +454,7 @@ return {
     rawset = luau_rawset,
     tostring = luau_tostring,
     __luau_iter = iterate,
-    __luau_str = luau_tostring,
+    __luau_str = interpolated,
     __luau_cat = concat_operand,
     __luau_mod = modulo,
   },

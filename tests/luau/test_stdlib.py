@@ -9,8 +9,9 @@ from lua_runtime.luau import STDLIB_PATH
 from tests.luau.harness import LuauVM
 
 #: Bytes stdlib.lua may add to a fresh VM, measured as the sandbox loads it (stripped bytecode).
-#: The measured figure is about 22 KiB; this bound catches a regression, not noise (it is exact).
-MEMORY_BOUND = 24 * 1024
+#: The measured figure is about 24 KiB; this bound catches a regression (the count is exact, not
+#: noisy, for a given Lua build).
+MEMORY_BOUND = 26 * 1024
 
 
 def stdlib_cost(runtime: lua54.LuaRuntime, chunk: bytes, mode: str) -> float:
