@@ -576,7 +576,7 @@ class ScriptCommands(commands.Cog):
         guild_id = server_of(interaction)
         await defer(interaction)
         value = await self.bot.storage.kv_get(guild_id, key)
-        await respond(interaction, describe_kv_value(key, value), filename="value.json")
+        await respond(interaction, describe_kv_value(key, value), filename="value.txt")
 
     @kv.command(name="delete", description="Delete a key")
     @app_commands.describe(key="The key")

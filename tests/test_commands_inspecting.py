@@ -118,8 +118,8 @@ async def test_logs_too_long_for_a_message_come_as_a_file(warden: WardenHarness)
         "Recent errors and output of this server's scripts (UTC, newest last):\n"
         "(The full answer is attached as `logs.txt`.)"
     )
-    attached = answer.files["logs.txt"].decode()
-    assert attached.count("chatty print: " + "x" * 1500) == 2
+    assert list(answer.files) == ["logs.txt"]
+    assert answer.text.count("chatty print: " + "x" * 1500) == 2
 
 
 async def test_stats_count_events_errors_time_limit_hits_and_cpu_per_script(warden: WardenHarness) -> None:
