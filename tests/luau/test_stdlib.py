@@ -41,6 +41,7 @@ def test_returns_globals_and_tostring_and_extends_libraries_in_place() -> None:
         "typeof",
         "unpack",
         "bit32",
+        "rawset",
         "tostring",
         "__luau_iter",
         "__luau_str",
