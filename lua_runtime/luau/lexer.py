@@ -94,8 +94,6 @@ def tokenize(source: str) -> list[Token]:
     interpolations: list[int] = []
     interpolation_starts: list[int] = []
     pos, size = 0, len(source)
-    if source.startswith("#!"):  # a shebang line, as Luau allows
-        pos = source.find("\n") if "\n" in source else size
 
     def interpolated_text(start: int) -> tuple[str, int]:
         """Reads literal text from ``start`` to the next brace or backtick; returns (kind, end)."""
