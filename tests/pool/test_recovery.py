@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import weakref
 
 import pytest
 
@@ -18,9 +19,15 @@ from lua_runtime.pool import (
 from tests.pool.conftest import LIMITS, counter, eventually, message, printed
 
 
-def _live_vms() -> int:
+def _vms_of(guilds: range) -> list[weakref.ref]:
+    """Weak references to the live VMs of ``guilds`` (ids no other test uses)."""
     gc.collect()
-    return sum(1 for obj in gc.get_objects() if isinstance(obj, GuildVM))
+    return [weakref.ref(o) for o in gc.get_objects() if isinstance(o, GuildVM) and o.guild_id in guilds]
+
+
+def _all_gone(refs: list[weakref.ref]) -> bool:
+    gc.collect()
+    return all(ref() is None for ref in refs)
 
 
 async def test_a_crashed_worker_fails_its_open_requests_and_its_guilds_start_fresh_elsewhere() -> None:
@@ -63,16 +70,17 @@ async def test_a_crashed_worker_fails_its_open_requests_and_its_guilds_start_fre
 
 
 async def test_the_crashed_workers_vms_are_gone_not_held_anywhere() -> None:
-    scripts = InMemoryScripts({guild: [counter()] for guild in range(4)})
-    elsewhere = _live_vms()  # VMs other tests may still hold
+    guilds = range(9_000_001, 9_000_005)
+    scripts = InMemoryScripts({guild: [counter()] for guild in guilds})
     async with VmPool(scripts, LIMITS, PoolConfig(workers=1)) as pool:
-        await asyncio.gather(*(pool.dispatch(g, "message", message("x")) for g in range(4)))
-        assert _live_vms() == elsewhere + 4
-        await pool.inject_fault(0)
+        await asyncio.gather(*(pool.dispatch(g, "message", message("x")) for g in guilds))
+        held = _vms_of(guilds)
+        assert len(held) == 4
+        await pool.inject_fault(guilds[0])
         # Only the worker referred to its VMs; once it crashed, they are gone.
-        await eventually(lambda: _live_vms() == elsewhere)
-        assert printed(await pool.dispatch(2, "message", message("y"))) == ["y:1"]
-        assert _live_vms() == elsewhere + 1
+        await eventually(lambda: _all_gone(held))
+        assert printed(await pool.dispatch(guilds[2], "message", message("y"))) == ["y:1"]
+        assert [ref().guild_id for ref in _vms_of(guilds)] == [guilds[2]]
 
 
 async def test_repeated_crashes_keep_the_pool_serving() -> None:
