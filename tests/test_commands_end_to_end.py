@@ -15,6 +15,8 @@ from tests.support.harness import WardenHarness, open_harness, warden
 
 __all__ = ["warden"]  # the fixture, used by name below
 
+pytestmark = pytest.mark.slow  # each test runs the bot against the Discord stand-in
+
 BANNED_WORDS = (
     'local discord = require("@warden/discord")\n'
     'local BANNED: {string} = {"badword", "scamlink.example"}\n'

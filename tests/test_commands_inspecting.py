@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.fakediscord import CallbackType, Permission, PermissionOverwrite
 from tests.support.harness import WardenHarness, open_harness, warden
 
 __all__ = ["warden"]  # the fixture, used by name below
+
+pytestmark = pytest.mark.slow  # each test runs the bot against the Discord stand-in
 
 MODERATOR = (
     'local discord = require("@warden/discord")\n'

@@ -3,10 +3,14 @@ use any of them, through the Discord stand-in with the real bot, storage and VM 
 
 from __future__ import annotations
 
+import pytest
+
 from tests.fakediscord import CallbackType, Permission
 from tests.support.harness import WardenHarness, warden
 
 __all__ = ["warden"]  # the fixture, used by name below
+
+pytestmark = pytest.mark.slow  # each test runs the bot against the Discord stand-in
 
 REPLIER = (
     'local discord = require("@warden/discord")\n'

@@ -9,12 +9,16 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import pytest
+
 from bot.storage import ScriptRecord
 from lua_runtime.limits import SandboxLimits
 from tests.fakediscord import CallbackType
 from tests.support.harness import WardenHarness, open_harness, warden
 
 __all__ = ["warden"]  # the fixture, used by name below
+
+pytestmark = pytest.mark.slow  # each test runs the bot against the Discord stand-in
 
 GREETER = 'return {\n  message = function(msg)\n    print("saw " .. msg.content)\n  end,\n}\n'
 JOINER = "return { member_join = function(ev) end, message = function(msg) end }\n"
