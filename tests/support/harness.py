@@ -6,19 +6,25 @@ runs the real :class:`~bot.bot.WardenBot` on it with real storage (a SQLite file
 
     async with open_harness(tmp_path) as h:
         await h.upload_script("anti-spam", SOURCE, grant="delete")
-        reply = await h.answer(await h.slash("list"))
-        assert "anti-spam" in reply.content
+        bad = await h.send_message("badword")                 # the regular member posts
+        await h.fake.wait_for_call("DELETE", "/channels/{channel_id}/messages/{message_id}")
+        answer = await h.run("list")                           # /script list, as the admin
+        assert answer.ephemeral and "anti-spam" in answer.content
 
 or, in a test module, the ready-made fixture::
 
-    from tests.support.harness import warden  # noqa: F401
+    from tests.support.harness import WardenHarness, warden
+
+    __all__ = ["warden"]  # the fixture, used by name below
 
     async def test_something(warden: WardenHarness) -> None: ...
 
-The bot can be stopped and started again on the same database (:meth:`WardenHarness.restart`), to
-test what survives a restart. At exit the bot, its pool, its database and the fake are closed, and
-the test fails if the bot broke one of Discord's rules (a late interaction answer, an invalid body...)
-that it did not claim with ``h.fake.expect_violations()``.
+More guild state (roles, channels with overwrites, members) must exist before the bot connects:
+``open_harness(tmp_path, start=False)``, add it through ``h.fake``, then ``await h.start_bot()``.
+The bot can be stopped and started again on the same database (:meth:`WardenHarness.restart`; change
+``h.settings`` in between to restart with other limits). At exit the bot, its pool, its database and
+the fake are closed, and the test fails if the bot broke one of Discord's rules (a late interaction
+answer, an invalid body...) that it did not claim with ``h.fake.expect_violations()``.
 """
 
 from __future__ import annotations
@@ -155,14 +161,15 @@ class WardenHarness:
         stack = contextlib.AsyncExitStack()
         try:
             limits = self.settings.limits
-            storage = await Storage.open(self.database_path, limits)
             # Closed last: the bot's close() closes the pool and storage but not the workers' source.
             scripts = StoredScripts(self.database_path)
             stack.callback(scripts.close)
             pool = VmPool(scripts, limits, self.pool_config)
+            storage = await Storage.open(self.database_path, limits)
             bot = WardenBot(
                 self.settings, storage, pool, guild_ready_timeout=GUILD_READY_TIMEOUT, **self._extra_options
             )
+            # From here on the bot owns the storage and the pool: leaving connected() closes all three.
             await stack.enter_async_context(self.fake.connected(bot))
         except BaseException:
             await stack.aclose()
