@@ -8,11 +8,12 @@ import weakref
 
 import pytest
 
-from lua_runtime.guild_vm import GuildVM
+from lua_runtime.guild_vm import GuildVM, ScriptSource
 from lua_runtime.pool import (
     InMemoryScripts,
     PoolConfig,
     ScriptsUnavailable,
+    VmFailed,
     VmPool,
     WorkerCrashed,
 )
@@ -113,3 +114,17 @@ async def test_unreadable_scripts_fail_that_guilds_event_and_nothing_else() -> N
             await pool.reload(13)
         assert printed(await pool.dispatch(1, "message", message("x"))) == ["x:1"]
         assert (await pool.stats()).worker_crashes == 0
+
+
+async def test_an_unexpected_error_from_one_guilds_vm_costs_that_guild_alone() -> None:
+    # A source that is not text makes GuildVM itself raise: a fault of the host, not of a script.
+    scripts = InMemoryScripts({1: [counter()], 2: [ScriptSource("broken", None)]})  # type: ignore[arg-type]
+    async with VmPool(scripts, LIMITS, PoolConfig(workers=1)) as pool:
+        assert printed(await pool.dispatch(1, "message", message("a"))) == ["a:1"]
+        with pytest.raises(VmFailed, match="building its VM") as caught:
+            await pool.dispatch(2, "message", message("a"))
+        assert printed(await pool.dispatch(1, "message", message("b"))) == ["b:2"]
+        stats = await pool.stats()
+    assert caught.value.guild_id == 2
+    assert stats.worker_crashes == 0
+    assert {g.guild_id: g.failed for g in stats.guilds} == {1: 0, 2: 1}
