@@ -30,6 +30,10 @@ from lua_runtime.luau.lexer import EOF, INTERP_END, NAME, NUMBER, STRING, Token
 # After one of these tokens (or a name, number or string), a name starts a new statement: they end
 # an expression or a statement.
 _CLOSERS = frozenset({")", "]", "}", "...", ";"})
+
+#: Deepest nesting of types the eraser follows (it recurses once per level), as the translator
+#: limits the nesting of code.
+MAX_TYPE_DEPTH = 200
 _PAIRS = {"(": ")", "{": "}", "[": "]", "<": ">"}
 
 
@@ -52,6 +56,7 @@ class _Eraser:
         self.zeros: list[int] = []
         # The token index just past the last type parsed: a name there starts a new statement.
         self.type_end = -1
+        self.depth = 0
         self._positions: Positions | None = None
 
     # The token stream ---------------------------------------------------------------------------
@@ -203,16 +208,23 @@ class _Eraser:
 
     def type_(self) -> None:
         """Type ::= ['|' | '&'] SimpleType {'?'} {('|' | '&') SimpleType {'?'}}"""
-        if self.tok.is_op("|", "&"):
-            self.advance()
-        while True:
-            self.simple_type()
-            while self.tok.is_op("?"):
+        self.depth += 1
+        if self.depth > MAX_TYPE_DEPTH:
+            message = "Exceeded allowed recursion depth; simplify your type to make it compile"
+            raise self.error(self.tok, message)
+        try:
+            if self.tok.is_op("|", "&"):
                 self.advance()
-            if not self.tok.is_op("|", "&"):
-                self.type_end = self.i
-                return
-            self.advance()
+            while True:
+                self.simple_type()
+                while self.tok.is_op("?"):
+                    self.advance()
+                if not self.tok.is_op("|", "&"):
+                    self.type_end = self.i
+                    return
+                self.advance()
+        finally:
+            self.depth -= 1
 
     def simple_type(self) -> None:
         token = self.tok

@@ -187,3 +187,19 @@ def test_library_argument_errors_name_the_callers_line() -> None:
     assert run.error == "script:2: bad argument #2 to 'format' (number expected, got table)"
     run = LuauVM().run("local t = {}\n\nlocal i = table.find(nil, 1)\n")
     assert run.error == "script:3: invalid argument #1 to 'find' (table expected, got nil)"
+
+
+@pytest.mark.parametrize(
+    "annotation",
+    [
+        "{" * 500 + "}" * 500,
+        "(" * 500 + "number" + ")" * 500,
+        "() -> " * 500 + "number",
+        "{ x: " * 300 + "}" * 300,
+    ],
+    ids=["tables", "parentheses", "functions", "fields"],
+)
+def test_deeply_nested_types_are_a_syntax_error_not_a_crash(annotation: str) -> None:
+    error = syntax_error(f"type T = {annotation}\nreturn {{}}")
+    assert error.line == 1
+    assert "recursion depth" in error.message
