@@ -13,7 +13,9 @@ import re
 
 import pytest
 
+from lua_runtime.sandbox import Sandbox
 from tests.sandbox.attack import (
+    SMALL,
     WITNESS_EVENT,
     WITNESS_OUTPUT,
     WITNESS_SOURCE,
@@ -150,7 +152,16 @@ PROBES: dict[str, tuple[str, str | list[str] | re.Pattern[str]]] = {
 
 @pytest.fixture(scope="module")
 def runs() -> dict[str, Attack]:
-    return run_attacks({name: Case(handler(body)) for name, (body, _) in PROBES.items()})
+    cases = {name: Case(handler(body)) for name, (body, _) in PROBES.items()}
+    cases["closing the kernel's coroutine kept from an earlier event"] = Case(
+        "local saved\n"
+        "return { message = function()\n"
+        "  if saved then print(coroutine.close(saved), coroutine.status(saved)) return end\n"
+        "  saved = coroutine.running() coroutine.yield()\n"
+        "end }",
+        events=3,
+    )
+    return run_attacks(cases)
 
 
 @pytest.mark.parametrize("name", list(PROBES))
@@ -164,6 +175,31 @@ def test_a_probe_finds_no_way_out(runs: dict[str, Attack], name: str) -> None:
         assert len(texts) == 1 and expected.fullmatch(texts[0]), texts
     else:
         assert texts == (expected if isinstance(expected, list) else [expected])
+
+
+def test_closing_the_kernels_coroutine_from_an_earlier_event_changes_nothing(runs: dict[str, Attack]) -> None:
+    result = runs["closing the kernel's coroutine kept from an earlier event"]
+    result.check_witness()
+    yielded, closed, again = result.events
+    assert [(error.kind, error.line) for error in yielded.errors] == [("runtime", 4)]
+    assert closed.texts() == ["true\tdead"] and closed.errors == []
+    assert again.texts() == ["true\tdead"] and again.errors == []
+
+
+@pytest.mark.parametrize(
+    ("value", "attribute"),
+    [(object(), "__class__"), (print, "__self__"), (test_a_probe_finds_no_way_out, "__globals__")],
+    ids=["__class__", "__self__", "__globals__"],
+)
+def test_python_attributes_are_refused_if_a_python_object_ever_reaches_lua(
+    value: object, attribute: str
+) -> None:
+    # The second wall: no Python object is ever handed to guest code (the probes above), and if one
+    # slipped through, the runtime's attribute filter refuses every attribute. (Item access on a
+    # Python mapping is never filtered by lupa: only plain data may cross, as Lua tables.)
+    read = Sandbox(SMALL).lua.eval("function(o, name) return o[name] end")
+    with pytest.raises(AttributeError, match="Python attributes are not accessible from Lua"):
+        read(value, attribute)
 
 
 # Isolation between the scripts of one guild ---------------------------------------------------------
