@@ -31,6 +31,7 @@ from lua_runtime.luau.errors import LuauSyntaxError, Positions
 MAX_DEPTH = 200
 
 CONTINUE_LABEL = "__luau_continue"
+_TOO_DEEP = "Exceeded allowed recursion depth; simplify your code to make it compile"
 _LOOPS = frozenset({"while_statement", "for_statement", "repeat_statement"})
 _FUNCTIONS = frozenset({"function_declaration", "function_definition"})
 # Literals that can never be false or nil: `if c then <literal> else b` may become `c and <literal> or b`.
@@ -41,7 +42,13 @@ _PLAIN_KEYS = frozenset({"identifier", "number", "string", "true", "false"})
 
 def translate_tree(text: str, tree: tree_sitter.Tree) -> str:
     """The Lua 5.4 source for ``text`` (type-free Luau) parsed as ``tree``."""
-    return _Translator(text).emit(tree.root_node)
+    translator = _Translator(text)
+    try:
+        return translator.emit(tree.root_node)
+    except RecursionError:
+        # MAX_DEPTH counts tree levels; a few constructs (chains of if-expressions) take more
+        # Python frames per level than it allows for, and the caller's stack counts too.
+        raise translator.error(translator.deepest, _TOO_DEEP) from None
 
 
 def lua_number(literal: str) -> str:
@@ -76,6 +83,7 @@ class _Translator:
         # boundary (a `continue` never reaches past it).
         self.loops: list[_Loop | None] = []
         self.depth = 0
+        self.deepest: tree_sitter.Node | None = None  # the last node entered, for a depth error
 
     # Plumbing -----------------------------------------------------------------------------------------
 
@@ -92,8 +100,9 @@ class _Translator:
     def emit(self, node: tree_sitter.Node) -> str:
         """The translation of ``node``."""
         self.depth += 1
+        self.deepest = node
         if self.depth > MAX_DEPTH:
-            raise self.error(node, "Exceeded allowed recursion depth; simplify your code to make it compile")
+            raise self.error(node, _TOO_DEEP)
         try:
             handler = _HANDLERS.get(node.type)
             return handler(self, node) if handler else self.children(node)
@@ -139,8 +148,24 @@ class _Translator:
             operands = self.children(node, lambda child: "," if child == operator else None)
             return f"(__luau_mod({operands}))"
         if operator.type != "..":
-            return self.children(node)
+            return self.left_chain(node)
         return self.children(node, lambda child: self.concat_operand(child) if child.is_named else None)
+
+    def left_chain(self, node: tree_sitter.Node) -> str:
+        """A left-associative chain (`a + b - c < d`, `x or y or z`) translated without recursing
+        down its left spine, which is as deep as the chain is long: Lua reads such chains in a
+        loop, so a long one is valid Lua, however deep its tree."""
+        spine = [node]
+        while True:
+            left = spine[-1].child_by_field_name("left")
+            if left.type != "binary_expression" or _operator(left) in ("..", "%"):
+                break
+            spine.append(left)
+        text = self.emit(spine[-1].child_by_field_name("left"))
+        for link in reversed(spine):
+            left = link.child_by_field_name("left")
+            text = self.children(link, lambda child, left=left, done=text: done if child == left else None)
+        return text
 
     def concat_operand(self, node: tree_sitter.Node) -> str | None:
         if node.type == "comment" or _is_string_valued(node):
@@ -417,6 +442,10 @@ _HANDLERS: dict[str, Callable[[_Translator, tree_sitter.Node], str]] = {
 
 
 # Tree queries -------------------------------------------------------------------------------------
+
+
+def _operator(binary: tree_sitter.Node) -> str:
+    return binary.child_by_field_name("left").next_sibling.type
 
 
 def _is_string_valued(node: tree_sitter.Node) -> bool:

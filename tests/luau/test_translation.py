@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from lua_runtime.luau import translate
+from lua_runtime.luau import LuauSyntaxError, translate
 from lua_runtime.luau.translator import lua_number
 from tests.luau.harness import LuauVM
 
@@ -129,3 +129,18 @@ def test_deeply_nested_code_is_refused_rather_than_crashing() -> None:
     with pytest.raises(Exception) as caught:
         translate(source)
     assert "recursion depth" in str(caught.value)
+
+
+def test_long_left_associative_chains_translate_like_lua_reads_them() -> None:
+    # Lua reads `a + b + ...` in a loop, so a long chain is valid however deep its tree is.
+    source = "local a = 1\nlocal total = " + " + ".join(["a"] * 1000) + "\nprint(total, a or a or a or 2)\n"
+    run = LuauVM().run(source)
+    assert run.error is None
+    assert run.output == ["1000\t1"]
+
+
+def test_nesting_too_deep_for_the_translator_is_a_syntax_error() -> None:
+    with pytest.raises(LuauSyntaxError) as caught:
+        translate("local x = " + "if a then f() else " * 400 + "1")
+    assert caught.value.line == 1
+    assert "recursion depth" in caught.value.message
