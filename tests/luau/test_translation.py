@@ -126,9 +126,9 @@ print(a, b, calls)
 
 def test_deeply_nested_code_is_refused_rather_than_crashing() -> None:
     source = "local x = " + "(" * 300 + "1" + ")" * 300
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(LuauSyntaxError) as caught:
         translate(source)
-    assert "recursion depth" in str(caught.value)
+    assert "recursion depth" in caught.value.message
 
 
 def test_long_left_associative_chains_translate_like_lua_reads_them() -> None:
