@@ -161,6 +161,24 @@ string.format = function(fmt, ...)
   return (call_c("format", format, fmt, unpack(args, 1, select("#", ...))))
 end
 
+-- Where the next `sep` starts in `s`, from `init`. C's plain find compares the whole separator at
+-- every position where its first byte matches: O(#s * #sep) in one C call, which the sandbox's
+-- hook cannot stop. So a separator longer than BLOCK is found by its first BLOCK bytes, then checked
+-- one BLOCK at a time (`blocks`: anchored patterns of the rest): each C call does bounded work, and
+-- the hook runs between them.
+local BLOCK = 64
+local function find_separator(s, sep, blocks, init)
+  local head = blocks and sub(sep, 1, BLOCK) or sep
+  local a = find(s, head, init, true)
+  while a and blocks do
+    local k = 2
+    while blocks[k] and find(s, blocks[k], a + (k - 1) * BLOCK) do k = k + 1 end
+    if not blocks[k] then return a end
+    a = find(s, head, a + 1, true)
+  end
+  return a
+end
+
 string.split = function(s, sep)
   if type(s) == "number" then s = num2str(s) end
   if type(s) ~= "string" then argerror(1, "split", "string expected, got " .. type(s)) end
@@ -170,12 +188,17 @@ string.split = function(s, sep)
     for k = 1, #s do parts[k] = sub(s, k, k) end
     return parts
   end
+  local blocks
+  if #sep > BLOCK then
+    blocks = {}
+    for k = 1, #sep, BLOCK do blocks[#blocks + 1] = "^" .. gsub(sub(sep, k, k + BLOCK - 1), "%W", "%%%0") end
+  end
   while true do
-    local a, b = find(s, sep, i, true)
+    local a = find_separator(s, sep, blocks, i)
     n = n + 1
     parts[n] = sub(s, i, (a or 0) - 1)
     if not a then return parts end
-    i = b + 1
+    i = a + #sep
   end
 end
 
@@ -239,6 +262,19 @@ table.freeze = function(t)
   proxy_mt.__metatable = mt or false
   frozen[t] = store
   return setmetatable(t, proxy_mt)
+end
+
+-- For the sandbox: a read-only view of `store` (a library table, a module), which guests see as a
+-- frozen table while the host keeps `store` itself; and the fields of a table a script froze.
+local function readonly(store)
+  local view = setmetatable({}, { __index = store, __newindex = refuse_write, __len = frozen_len,
+                                  __pairs = frozen_pairs, __metatable = false })
+  frozen[view] = store
+  return view
+end
+
+local function contents(t)
+  return frozen[t] or t
 end
 
 -- rawset is a write too: the guest gets this one instead of Lua's.
@@ -447,6 +483,8 @@ end
 
 return {
   tostring = luau_tostring,
+  readonly = readonly,
+  contents = contents,
   globals = {
     typeof = type,
     unpack = unpack,
