@@ -309,16 +309,19 @@ def test_a_script_cannot_take_over_the_next_scripts_turn() -> None:
 
 
 def test_one_guilds_runaway_scripts_leave_another_guild_untouched() -> None:
-    # Guild 1 spins, fills its heap, rewrites its libraries; guild 2 shares the process, the thread,
-    # and nothing else.
+    # Guild 1 fills its heap, spins, and tries to rewrite its libraries; guild 2 shares the process,
+    # the thread, and nothing else.
     runaway = (
-        "string.lower = function() return '' end\n"
         "keep = {}\n"
         "return { message = function()\n"
         "  pcall(function() while true do keep[#keep + 1] = string.rep('x', 1e4) .. #keep end end)\n"
         "end, member_join = function() while true do end end }"
     )
-    guilds = {1: [("runaway", runaway)], 2: [("reader", READER), ("witness", WITNESS_SOURCE)]}
+    tamper = "pcall(function() string.lower = function() return '' end end)\nreturn {}"
+    guilds = {
+        1: [("runaway", runaway), ("tamper", tamper)],
+        2: [("reader", READER), ("witness", WITNESS_SOURCE)],
+    }
     steps = [(1, "message", None), (2, "message", None), (1, WITNESS_EVENT, None), (2, WITNESS_EVENT, None)]
     run = run_child(guilds, steps)
     spent_memory, read, spent_time, witnessed = run.events
