@@ -155,13 +155,14 @@ def describe_error(
 ) -> LuauSyntaxError:
     """A syntax error for the first ERROR or MISSING node of ``tree``."""
     byte_to_char = _ByteOffsets(text)
+    node = _first_error(tree.root_node)
     keyword = _keyword_as_name(tree.root_node)
-    if keyword is not None:
-        # Recovering, tree-sitter may take a keyword for a name (`a +` then `end`): that is the culprit.
+    if keyword is not None and (node is None or node.end_byte > keyword.start_byte):
+        # Recovering, tree-sitter may take a keyword for a name (`a +` then `end`): unless an error
+        # ends before it, that is the culprit.
         word = keyword.text.decode()
         expected = "Expected expression, got" if keyword.parent.type in _EXPRESSION_PARENTS else "Unexpected"
         return positions.error(byte_to_char(keyword.start_byte), f"{expected} '{word}'")
-    node = _first_error(tree.root_node)
     if node is None:  # has_error with neither kind of node cannot happen; be safe all the same
         return positions.error(0, "Syntax error")
     start = byte_to_char(node.start_byte)

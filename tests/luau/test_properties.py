@@ -17,7 +17,7 @@ from collections.abc import Callable
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lua_runtime.luau import translate
+from lua_runtime.luau import LuauSyntaxError, translate
 from tests.luau.harness import LuauVM
 
 VM = LuauVM()
@@ -278,3 +278,40 @@ def test_every_power_of_two_prints_its_shortest_form() -> None:
     for exponent in range(-1074, 1024):
         for value in (2.0**exponent, -(2.0**exponent)):
             assert tostring(value) == luau_number_text(value)
+
+
+# 4. Syntax errors name the line they are on -------------------------------------------------------------
+
+# (A stray `end` is not here: inside a function it closes the function, and the error is then
+# reported further down, as Luau reports it.)
+BROKEN_LINES = [
+    "print(1))",
+    "local = 5",
+    "x = = 1",
+    "until true",
+    "local t = {1, 2}}",
+    "if x then else else end",
+]
+
+
+@st.composite
+def programs_with_one_broken_line(draw: st.DrawFn) -> tuple[str, int]:
+    lines = draw(marked_programs()).splitlines()
+    # Between two snippets' statements (never inside a multi-line one): before a line that starts
+    # a statement at the snippets' own indentation, or at the very end.
+    boundaries = [i for i, line in enumerate(lines) if line.startswith(("local ", "type ", "for ", "print("))]
+    at = draw(st.sampled_from([*boundaries, len(lines)]))
+    lines.insert(at, draw(st.sampled_from(BROKEN_LINES)))
+    return "\n".join(lines) + "\n", at + 1
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(programs_with_one_broken_line())
+def test_syntax_errors_name_the_broken_line(case: tuple[str, int]) -> None:
+    source, line = case
+    try:
+        translate(source)
+    except LuauSyntaxError as error:
+        assert error.line == line, (error.message, source)
+    else:
+        raise AssertionError("the broken line was accepted")
