@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import sys
@@ -50,7 +51,9 @@ async def serve(settings: Settings, token: str, *, intents: discord.Intents | No
     except (StorageError, OSError) as exc:
         log.error("cannot open the database %s: %s", settings.database_path, exc)
         return EXIT_FAILED
-    pool = VmPool(StoredScripts(settings.database_path), settings.limits, settings.pool_config())
+    # Each worker gets its own connection (scripts and KV) to the database.
+    scripts = functools.partial(StoredScripts, settings.database_path, settings.limits)
+    pool = VmPool(scripts, settings.limits, settings.pool_config())
     bot = WardenBot(settings, storage, pool, intents=intents)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

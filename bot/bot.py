@@ -9,6 +9,7 @@ script command.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -20,7 +21,8 @@ from bot.actions import ActionExecutor
 from bot.reporting import Incident, IncidentReporter, incidents_of
 from bot.settings import Settings
 from bot.storage import GuildSettings, Storage
-from lua_runtime.pool import VmPool
+from lua_runtime.pool import EventDropped, PoolClosed, VmPool
+from lua_runtime.results import EventResult, OutputLine, ScriptError
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,8 @@ class WardenBot(commands.Bot):
         # guild -> events its enabled scripts handle; guild -> script -> granted capabilities
         self._handled: dict[int, frozenset[str]] = {}
         self._grants: dict[int, dict[str, frozenset[str]]] = {}
+        pool.on_load_errors = self._load_errors
+        self._background: set[asyncio.Task[None]] = set()
 
     async def setup_hook(self) -> None:
         for guild_id in await self.storage.guilds_with_scripts():
@@ -118,6 +122,8 @@ class WardenBot(commands.Bot):
             guild = self.get_guild(guild_id)
             try:
                 result = await self.pool.dispatch(guild_id, event, payload)
+            except (EventDropped, PoolClosed):
+                return  # counted and logged by the pool: one report per drop would flood the log
             except Exception as exc:
                 log.exception("guild %s: dispatching %s failed", guild_id, event)
                 incident = Incident("(all scripts)", "internal", f"the {event} event was not run: {exc}")
@@ -133,6 +139,20 @@ class WardenBot(commands.Bot):
                 await self.reporter.record(guild, guild_id, settings, result, incidents)
         except Exception:
             log.exception("guild %s: handling %s failed", guild_id, event)
+
+    def _load_errors(self, guild_id: int, errors: list[ScriptError], output: list[OutputLine]) -> None:
+        """A guild VM built for an event had scripts that failed to load: tell the guild."""
+        incidents = [Incident(e.script, e.kind, e.message, e.line) for e in errors]
+        result = EventResult("load", output=list(output))
+        task = self.loop.create_task(self._report_load_errors(guild_id, result, incidents))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _report_load_errors(
+        self, guild_id: int, result: EventResult, incidents: list[Incident]
+    ) -> None:
+        settings = await self.guild_settings(guild_id)
+        await self.reporter.record(self.get_guild(guild_id), guild_id, settings, result, incidents)
 
     # --- keeping the indexes true ---------------------------------------------------------------
 

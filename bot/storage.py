@@ -743,16 +743,26 @@ class StoredScripts:
     on the event loop. Picklable: a worker process gets the path and opens its own connection.
     """
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, limits: SandboxLimits) -> None:
         self.path = Path(path)
+        self.limits = limits
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
+        self._kv: KVStore | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"path": self.path}
+        return {"path": self.path, "limits": self.limits}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["path"])
+        self.__init__(state["path"], state["limits"])
+
+    @property
+    def kv_store(self) -> KVStore:
+        """This provider's own KV connection to the same database, opened on first use."""
+        with self._lock:
+            if self._kv is None:
+                self._kv = KVStore(self.path, self.limits)
+            return self._kv
 
     def scripts_for(self, guild_id: int) -> list[ScriptSource]:
         """The guild's enabled scripts, ordered by name (the load order)."""
@@ -768,3 +778,6 @@ class StoredScripts:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+            if self._kv is not None:
+                self._kv.close()
+                self._kv = None

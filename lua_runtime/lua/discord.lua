@@ -160,9 +160,5 @@ function discord.log(content)
   push({ type = "log", content = text(content, "content", MAX_CONTENT) })
 end
 
-return setmetatable({}, {
-  __index = discord,
-  __newindex = function() error("@warden/discord is read-only", 2) end,
-  __metatable = false,
-})
+return discord -- the kernel hands scripts a read-only view of it
 end

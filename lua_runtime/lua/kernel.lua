@@ -28,6 +28,7 @@ local MAX_ACTIONS = config.max_actions
 local MAX_OUTPUT = config.max_output
 local MAX_MEMORY_MIB = config.max_memory / 1048576
 local luau_tostring = config.luau.tostring
+local readonly, contents = config.luau.readonly, config.luau.contents
 
 local type, next, select, error, rawget, tonumber = type, next, select, error, rawget, tonumber
 local setmetatable, getmetatable, load, pcall = setmetatable, getmetatable, load, pcall
@@ -121,6 +122,27 @@ local function guest_collectgarbage(option)
   error("collectgarbage only supports \"count\" in Warden scripts", 2)
 end
 
+-- Checks the CPU budget now. The hook only looks at the clock every HOOK_PERIOD instructions, and a
+-- loop of costly C calls (a 4 MB string.rep, a sort of 500,000 numbers) does few instructions
+-- between two looks: wrappers of such functions call this first when their input is large.
+local function charge()
+  if exhausted or clock() > deadline then
+    if not exhausted then exhausted = "time_limit" end
+    error(STOP, 0)
+  end
+end
+
+-- Above this many bytes or elements, a C call is costly enough to check the budget first.
+local COSTLY = 65536
+local huge = math.huge
+
+local function charged_by_length(f)
+  return function(s, ...)
+    if type(s) == "string" and #s > COSTLY then charge() end
+    return f(s, ...)
+  end
+end
+
 local function arm(co)
   sethook(co, hook, "", HOOK_PERIOD)
   return co
@@ -128,6 +150,7 @@ end
 
 local function resumed(ok, ...)
   if exhausted then error(STOP, 0) end
+  if not ok and (...) == "not enough memory" then stop("memory_limit") end
   return ok, ...
 end
 
@@ -141,10 +164,18 @@ local function wrap_result(ok, ...)
   return ...
 end
 
+-- The coroutines the kernel runs handlers in (see run_guest). A script can get hold of one with
+-- coroutine.running(); resuming one would let it run in another script's turn, so guests never can.
+-- Closing one is harmless: the kernel never reuses a runner that is not suspended where it left it.
+local RUNNERS = setmetatable({}, { __mode = "k" })
+
 local guest_coroutine = {
   -- Hooks are per coroutine in Lua 5.4: every coroutine a script creates gets the budget hook.
   create = function(f) return arm(co_create(f)) end,
-  resume = function(co, ...) return resumed(co_resume(co, ...)) end,
+  resume = function(co, ...)
+    if RUNNERS[co] then return false, "cannot resume non-suspended coroutine" end
+    return resumed(co_resume(co, ...))
+  end,
   wrap = function(f)
     local co = arm(co_create(f))
     return function(...) return wrap_result(co_resume(co, ...)) end
@@ -162,12 +193,13 @@ local function guest_print(...)
   for i = 1, n do parts[i] = luau_tostring((select(i, ...))) end
   local text = sanitize(tconcat(parts, "\t"))
   if output_bytes >= MAX_OUTPUT then return end
-  if output_bytes + #text > MAX_OUTPUT then
+  -- Every line costs at least a byte, so that a flood of empty prints is bounded too.
+  if output_bytes + #text + 1 > MAX_OUTPUT then
     text = str_sub(text, 1, MAX_OUTPUT - output_bytes) .. "... (print output cut: " .. MAX_OUTPUT .. " bytes per event)"
     text = sanitize(text)
     output_bytes = MAX_OUTPUT
   else
-    output_bytes = output_bytes + #text
+    output_bytes = output_bytes + #text + 1
   end
   n_output = n_output + 1
   out_script[n_output], out_text[n_output] = current, text
@@ -195,16 +227,79 @@ end
 
 -- Lua pattern matching runs in C, out of the hook's reach: patterns.lua routes risky calls to a
 -- matcher written in Lua. Until a script first calls one of the four, stand-ins wait in their place.
-local C_PATTERNS = { find = string.find, match = string.match, gmatch = string.gmatch, gsub = string.gsub }
+local C_PATTERNS = {
+  find = string.find, match = string.match, gmatch = string.gmatch, gsub = string.gsub, charge = charge,
+}
 local function install_patterns()
   local safe = host_module("patterns")(C_PATTERNS, function() return host_module("pattern_engine") end)
   for name, f in next, safe do string[name] = f end
   return safe
 end
 for name in next, C_PATTERNS do
-  string[name] = function(...) return install_patterns()[name](...) end
+  if name ~= "charge" then string[name] = function(...) return install_patterns()[name](...) end end
 end
 string.dump = nil
+
+-- C functions whose work grows with their input, and that loop where no hook can stop them.
+for _, name in next, { "upper", "lower", "reverse", "byte", "split" } do
+  string[name] = charged_by_length(string[name])
+end
+local c_rep = string.rep
+string.rep = function(s, n, sep)
+  if type(s) == "string" and type(n) == "number" and (#s + (type(sep) == "string" and #sep or 0)) * n > COSTLY then
+    charge()
+  end
+  return c_rep(s, n, sep)
+end
+for _, name in next, { "len", "codepoint", "offset" } do
+  utf8[name] = charged_by_length(utf8[name])
+end
+
+-- table.insert, remove and move loop in C over the range they are given, which a __len
+-- metamethod (or a huge index) can make astronomically long: refuse those, charge big ones.
+local c_insert, c_remove, c_move, c_sort, c_concat, c_unpack =
+  table.insert, table.remove, table.move, table.sort, table.concat, table.unpack
+local function plain_length(t, fname)
+  if type(t) == "table" then
+    local mt = getmetatable(t)
+    if type(mt) == "table" and rawget(mt, "__len") ~= nil then
+      error("table." .. fname .. " does not accept a table with a __len metamethod", 3)
+    end
+    local n = rawlen(t)
+    if n > COSTLY then charge() end
+    return n
+  end
+  return 0
+end
+table.insert = function(t, ...)
+  plain_length(t, "insert")
+  return c_insert(t, ...)
+end
+table.remove = function(t, ...)
+  plain_length(t, "remove")
+  return c_remove(t, ...)
+end
+table.sort = function(t, ...)
+  plain_length(t, "sort")
+  return c_sort(t, ...)
+end
+-- concat and unpack take the raw length when none is given, as Luau's do: C's would call __len.
+table.concat = function(t, sep, i, j)
+  if type(t) == "table" and j == nil then j = rawlen(t) end
+  if type(i) == "number" and type(j) == "number" and j - i > COSTLY then charge() end
+  return c_concat(t, sep, i, j)
+end
+table.unpack = function(t, i, j)
+  if type(t) == "table" and j == nil then j = rawlen(t) end
+  return c_unpack(t, i, j)
+end
+table.move = function(a1, f, e, t, a2)
+  if type(f) == "number" and type(e) == "number" then
+    if e - f >= 2 ^ 31 then error("table.move: too many elements to move", 2) end
+    if e - f > COSTLY then charge() end
+  end
+  return c_move(a1, f, e, t, a2)
+end
 
 local string_mt = getmetatable("")
 string_mt.__metatable = "The metatable is locked"
@@ -233,7 +328,7 @@ local function guest_require(name)
   if not loader then
     error("cannot require " .. describe(name) .. ": Warden scripts can require " .. module_names, 2)
   end
-  m = loader()
+  m = readonly(loader())
   modules[name] = m
   return m
 end
@@ -245,11 +340,14 @@ local BASE = {
   tonumber = tonumber, tostring = luau_tostring, type = type,
   pcall = guest_pcall, xpcall = guest_xpcall, print = guest_print, require = guest_require,
   collectgarbage = guest_collectgarbage,
-  string = string, table = table, math = math, utf8 = utf8, coroutine = guest_coroutine,
-  os = { time = os.time, clock = os.clock, date = os.date, difftime = os.difftime },
   _VERSION = "Luau",
 }
 for name, value in next, config.luau.globals do BASE[name] = value end
+-- Library tables are shared by the guild's scripts and by host modules loaded later: scripts see
+-- them read-only, as in Luau, so that no script can change what another one (or the kernel) calls.
+BASE.string, BASE.table, BASE.math, BASE.utf8 = readonly(string), readonly(table), readonly(math), readonly(utf8)
+BASE.coroutine, BASE.bit32 = readonly(guest_coroutine), readonly(BASE.bit32)
+BASE.os = readonly({ time = os.time, clock = os.clock, date = os.date, difftime = os.difftime })
 
 -- Each script gets its own globals table that falls back on BASE, so one script's globals never
 -- clobber another's. The metatable is locked: a script cannot reach BASE through it.
@@ -298,7 +396,9 @@ local function failure(co, err, name)
     message = error_text(err)
   end
   local source = "=" .. name
-  local line = co and author_line(co, source)
+  -- A coroutine that died of a stack overflow next to a full heap leaves no room to inspect it.
+  local found, line = pcall(author_line, co, source)
+  line = co and found and line or nil
   -- Messages carry "name:LINE: " in front; the line travels separately.
   local prefix_line, rest = str_match(message, "^[^\n:]*:(%d+): (.*)$")
   if prefix_line and str_sub(message, 1, #name + 1) == name .. ":" then
@@ -328,8 +428,9 @@ local function run_guest(name, f, arg)
   current = name
   local co = idle_runner
   idle_runner = nil
-  if co == nil then
+  if co == nil or co_status(co) ~= "suspended" then
     co = arm(co_create(runner_loop))
+    RUNNERS[co] = true
   end
   local ok, tag, result = co_resume(co, f, arg)
   if ok and tag ~= DONE then
@@ -355,8 +456,8 @@ local function compile(name, lua_source)
   env._G = env
   local chunk, err = load(lua_source, "=" .. name, "t", env)
   if chunk then return nil, chunk, nil end
-  local _, message, line = failure(nil, err, name)
-  return "syntax", message, line
+  local kind, message, line = failure(nil, err, name)
+  return kind == "memory_limit" and kind or "syntax", message, line
 end
 
 -- `source` is { name, lua_source }, a table the host filled under its own heap ceiling.
@@ -379,6 +480,7 @@ function kernel.load(source, load_deadline, load_budget_ms)
     return "runtime", "a script must return a table of event handlers, like return { message = function(msg) ... end }, got "
       .. describe(exported), nil
   end
+  exported = contents(exported) -- a table the script froze keeps its fields in a hidden store
   local found = {}
   local event, handler = next(exported)
   while event ~= nil do

@@ -119,9 +119,5 @@ function kv.keys(prefix)
   return host("keys", prefix)
 end
 
-return setmetatable({}, {
-  __index = kv,
-  __newindex = function() error("@warden/kv is read-only", 2) end,
-  __metatable = false,
-})
+return kv -- the kernel hands scripts a read-only view of it
 end

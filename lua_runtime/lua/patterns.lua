@@ -38,6 +38,8 @@ local PLAIN_BUDGET = PATTERN_BUDGET * 64
 -- Above this length a subject is treated as unbounded: no Lua string in a guild VM gets near it.
 local MAX_LENGTH = 2 ^ 31
 local MAXCCALLS = 200 -- C's limit on nested `match` calls ("pattern too complex")
+-- Subjects longer than this cost enough in any C call that the CPU budget is checked first.
+local LONG_SUBJECT = 65536
 -- Patterns whose safe length is kept; a full cache is emptied. Longer patterns are analysed on
 -- every call rather than kept alive here: the analysis is a few dozen passes over the pattern's
 -- items, plain Lua that the hook counts like the script's own code.
@@ -133,7 +135,7 @@ end
 -- `%d+`, `(%S+)` or `.-$` stay linear while `a*a*b` is cubic.
 local function worst_case(kinds, weights, anychar, n, anchored)
   n = n + 0.0 -- floats: the bound may exceed the integers
-  local fail, base, per_char, never_fails, empty_at_end = 0, 1, 0, true, true
+  local fail, base, per_char, never_fails, empty_at_end = 0.0, 1.0, 0.0, true, true
   for k = #kinds, 1, -1 do
     local kind, w = kinds[k], weights[k]
     if kind == CAPTURE then
@@ -196,6 +198,9 @@ end
 
 return function(C, load_engine)
   local c_find, c_match, c_gmatch, c_gsub = C.find, C.match, C.gmatch, C.gsub
+  -- C.charge() checks the event's CPU budget. The hook only checks it every few thousand
+  -- instructions, and a loop of C calls near their bound would otherwise run far past it.
+  local charge = C.charge or function() end
   local engine = nil
 
   local function get_engine()
@@ -205,6 +210,12 @@ return function(C, load_engine)
 
   -- Pattern -> safe subject length. Only strings are ever keys, so a hit also proves `p` is one.
   local limits, cached = {}, 0
+
+  -- A C call on a long subject, or near the pattern's bound, costs enough to check the budget first.
+  local function costly(n, limit)
+    if n > LONG_SUBJECT or n * 4 > limit then charge() end
+    return true
+  end
 
   local function limit_of(p)
     local limit = limits[p]
@@ -237,9 +248,12 @@ return function(C, load_engine)
     local s, p, init, plain = ...
     if type(s) == "string" and (init == nil or math_type(init) == "integer") then
       if plain then
-        if type(p) == "string" and #s * (256 + #p) <= PLAIN_BUDGET then return c_find(s, p, init, plain) end
-      elseif #s <= (limits[p] or limit_of(p)) then
-        return c_find(s, p, init)
+        if type(p) == "string" and #s * (256 + #p) <= PLAIN_BUDGET and costly(#s, PLAIN_BUDGET) then
+          return c_find(s, p, init, plain)
+        end
+      else
+        local limit = limits[p] or limit_of(p)
+        if #s <= limit and costly(#s, limit) then return c_find(s, p, init) end
       end
     end
     return (engine or get_engine()).find(...)
@@ -247,8 +261,9 @@ return function(C, load_engine)
 
   function safe.match(...)
     local s, p, init = ...
-    if type(s) == "string" and (init == nil or math_type(init) == "integer") and #s <= (limits[p] or limit_of(p)) then
-      return c_match(s, p, init)
+    if type(s) == "string" and (init == nil or math_type(init) == "integer") then
+      local limit = limits[p] or limit_of(p)
+      if #s <= limit and costly(#s, limit) then return c_match(s, p, init) end
     end
     return (engine or get_engine()).match(...)
   end
@@ -257,16 +272,17 @@ return function(C, load_engine)
   -- always take the engine.
   function safe.gmatch(...)
     local s, p, init = ...
-    if type(s) == "string" and (init == nil or math_type(init) == "integer") and #s <= (limits[p] or limit_of(p))
-      and byte(p, 1) ~= 94 then
-      return c_gmatch(s, p, init)
+    if type(s) == "string" and (init == nil or math_type(init) == "integer") and byte(p, 1) ~= 94 then
+      local limit = limits[p] or limit_of(p)
+      if #s <= limit and costly(#s, limit) then return c_gmatch(s, p, init) end
     end
     return (engine or get_engine()).gmatch(...)
   end
 
   function safe.gsub(...)
     local s, p, repl, max_n = ...
-    if type(s) == "string" and (max_n == nil or math_type(max_n) == "integer") and #s <= (limits[p] or limit_of(p)) then
+    local limit = type(s) == "string" and (max_n == nil or math_type(max_n) == "integer") and (limits[p] or limit_of(p))
+    if limit and #s <= limit and costly(#s, limit) then
       local tr = type(repl)
       if tr == "string" or tr == "number" then
         -- A bad '%' escape makes C raise from inside, with no position when called through

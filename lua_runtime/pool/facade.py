@@ -150,7 +150,9 @@ class VmPool:
             self._strategy = ThreadPoolStrategy(factory, settings, config.workers, clock)
         else:
             self._strategy = ThreadPerGuildStrategy(factory, settings, clock)
-        self._on_load_errors = on_load_errors
+        #: Called on the event loop with (guild_id, errors, output) when a VM built for an event had
+        #: load errors; the bot sets it to report them to the guild.
+        self.on_load_errors = on_load_errors
         self._clock = clock
         self._guilds: dict[int, _Guild] = {}
         #: Guilds placed on a worker, least recently used first.
@@ -558,12 +560,12 @@ class VmPool:
         guild.counters.cpu_seconds += report.cpu_seconds
         if not (report.errors or report.output):
             return
-        if self._on_load_errors is None:
+        if self.on_load_errors is None:
             for error in report.errors:
                 log.info("guild %s: loading %s failed: %s", record.guild_id, error.script, error)
             return
         try:
-            self._on_load_errors(record.guild_id, list(report.errors), list(report.output))
+            self.on_load_errors(record.guild_id, list(report.errors), list(report.output))
         except Exception:
             log.exception("guild %s: the on_load_errors callback failed", record.guild_id)
 

@@ -15,13 +15,19 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol, runtime_checkable
 
 from lua_runtime.guild_vm import ScriptSource
+from lua_runtime.kv_store import KVStore
 
 
 @runtime_checkable
 class ScriptProvider(Protocol):
-    """The enabled scripts of a guild, in load order."""
+    """The enabled scripts of a guild, in load order, and the store behind ``@warden/kv``."""
 
     def scripts_for(self, guild_id: int) -> list[ScriptSource]: ...
+
+    @property
+    def kv_store(self) -> KVStore | None:
+        """The key-value store guild VMs built from this provider use; None: no ``@warden/kv``."""
+        ...
 
 
 #: A picklable callable, run on each worker, that returns that worker's provider.
@@ -51,13 +57,17 @@ class InMemoryScripts:
     """Scripts held in memory: for the benchmark, tests and tools that run guild VMs without a
     database. Thread-safe; changing a guild's scripts takes effect at its next VM build."""
 
-    def __init__(self, scripts: Mapping[int, Iterable[ScriptSource]] | None = None) -> None:
+    def __init__(
+        self, scripts: Mapping[int, Iterable[ScriptSource]] | None = None, kv_store: KVStore | None = None
+    ) -> None:
+        self.kv_store = kv_store
         self._lock = threading.Lock()
         self._scripts: dict[int, tuple[ScriptSource, ...]] = {
             guild_id: tuple(sources) for guild_id, sources in (scripts or {}).items()
         }
 
     def __getstate__(self) -> dict[str, object]:
+        # A KV store holds a connection: it does not cross into another process.
         with self._lock:
             return {"scripts": dict(self._scripts)}
 

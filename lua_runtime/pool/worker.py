@@ -348,7 +348,7 @@ class WorkerLoop:
             ) from None
         started = time.thread_time()
         try:
-            vm = GuildVM(guild_id, scripts, self._limits)
+            vm = GuildVM(guild_id, scripts, self._limits, self._scripts.kv_store)
         except Exception as exc:
             raise self._vm_failed(slot, exc, "building its VM") from None
         cpu = time.thread_time() - started

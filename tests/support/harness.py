@@ -162,7 +162,7 @@ class WardenHarness:
         try:
             limits = self.settings.limits
             # Closed last: the bot's close() closes the pool and storage but not the workers' source.
-            scripts = StoredScripts(self.database_path)
+            scripts = StoredScripts(self.database_path, limits)
             stack.callback(scripts.close)
             pool = VmPool(scripts, limits, self.pool_config)
             storage = await Storage.open(self.database_path, limits)
