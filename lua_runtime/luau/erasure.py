@@ -88,9 +88,6 @@ class _Eraser:
             raise self.error(self.tok, f"Expected '{text}', got {self.tok.describe()}")
         return self.advance()
 
-    def is_name(self, token: Token) -> bool:
-        return token.kind == NAME and token.text not in ("and", "or", "not", "function", "local", "return")
-
     # Walking the program --------------------------------------------------------------------------
 
     def run(self) -> None:

@@ -67,16 +67,14 @@ def lua_number(literal: str) -> str:
 class _Loop:
     """A loop being translated: whether a `continue` in it (not in a nested loop) needs the label."""
 
-    __slots__ = ("has_continue", "node")
+    __slots__ = ("has_continue",)
 
-    def __init__(self, node: tree_sitter.Node) -> None:
-        self.node = node
+    def __init__(self) -> None:
         self.has_continue = False
 
 
 class _Translator:
     def __init__(self, text: str) -> None:
-        self.text = text
         self.data = text.encode()
         self.positions = Positions(text)
         # The loops around the node being translated, innermost last; None marks a function
@@ -285,7 +283,7 @@ class _Translator:
     # Loops and continue -------------------------------------------------------------------------------
 
     def loop(self, node: tree_sitter.Node) -> str:
-        loop = _Loop(node)
+        loop = _Loop()
         self.loops.append(loop)
         try:
             if node.type == "repeat_statement":
