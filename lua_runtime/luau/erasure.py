@@ -25,7 +25,7 @@ Where annotations are:
 from __future__ import annotations
 
 from lua_runtime.luau.errors import LuauSyntaxError, Positions
-from lua_runtime.luau.lexer import EOF, INTERP_END, NAME, NUMBER, STRING, Token
+from lua_runtime.luau.lexer import EOF, INTERP_END, NAME, NUMBER, OP, STRING, Token
 
 # After one of these tokens (or a name, number or string), a name starts a new statement: they end
 # an expression or a statement.
@@ -96,7 +96,7 @@ class _Eraser:
             if token.kind == NUMBER and token.text[2:3] == "_" and token.text[1:2] in "xXbB":
                 self.zeros.append(token.start + 2)
                 self.advance()
-            elif token.kind != NAME and token.kind != "op":
+            elif token.kind != NAME and token.kind != OP:
                 self.advance()
             elif token.is_keyword("local"):
                 self.advance()
@@ -313,7 +313,7 @@ class _Eraser:
             if token.kind == EOF:
                 opened = stack[-1]
                 self.expect_op(_PAIRS[opened.text], opened)
-            if token.kind == "op":
+            if token.kind == OP:
                 if token.text in _PAIRS and (token.text != "<" or opener.text == "<"):
                     stack.append(token)
                 elif token.text == _PAIRS[stack[-1].text]:
