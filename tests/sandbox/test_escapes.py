@@ -253,9 +253,10 @@ def test_a_scripts_globals_are_invisible_to_the_next_script() -> None:
         "string.lower = function() return 'all clean' end",
         "string.format = function() return '0' end",
         "string.split = function() return {} end",
+        "rawset(string, 'lower', function() return 'all clean' end)",
         "table.freeze(string)",
     ],
-    ids=["string.lower", "string.format", "string.split", "table.freeze(string)"],
+    ids=["string.lower", "string.format", "string.split", "rawset(string)", "table.freeze(string)"],
 )
 def test_a_script_cannot_change_the_library_another_script_uses(tampering: str) -> None:
     assert_reader_untouched(run_beside_reader(f"{tampering}\nreturn {{}}"))
