@@ -222,10 +222,11 @@ async def _send_message(
         _require(permissions, "embed_links", f"in #{channel}")
         kwargs["embeds"] = embeds
     if action["type"] == "reply":
-        reference = channel.get_partial_message(int(action["message_id"]))
-        await reference.reply(**kwargs, mention_author=False)
-    else:
-        await channel.send(**kwargs)
+        # Scripts often delete a message and answer it in the same breath: if the message is gone
+        # by the time the reply goes out, it is sent without the reference instead of failing.
+        message = channel.get_partial_message(int(action["message_id"]))
+        kwargs["reference"] = message.to_reference(fail_if_not_exists=False)
+    await channel.send(**kwargs)
 
 
 async def _react(

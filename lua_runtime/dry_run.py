@@ -14,6 +14,7 @@ from typing import Any
 
 from lua_runtime.events import sample_payload
 from lua_runtime.guild_vm import GuildVM, ScriptRejected, ScriptSource, translate_script
+from lua_runtime.kv_store import DryRunKV, KeyValueStore
 from lua_runtime.limits import SandboxLimits
 from lua_runtime.results import ScriptError
 from lua_runtime.sandbox import Sandbox
@@ -58,15 +59,16 @@ def check_script(script: ScriptSource, limits: SandboxLimits) -> ScriptError | N
     return None if kind is None else ScriptError(script.name, kind, message, line)
 
 
-def _load(run: DryRun, script: ScriptSource, limits: SandboxLimits) -> GuildVM:
-    vm = GuildVM(0, [script], limits)
+def _load(run: DryRun, script: ScriptSource, limits: SandboxLimits, kv: KeyValueStore | None) -> GuildVM:
+    # Dry runs never write real data: without a store of the caller's, @warden/kv is an empty one.
+    vm = GuildVM(0, [script], limits, kv if kv is not None else DryRunKV(limits))
     run.output.extend(line.text for line in vm.load_output)
     run.error = vm.load_errors[0] if vm.load_errors else None
     run.handled_events = sorted(vm.handled_events)
     return vm
 
 
-def load_script(script: ScriptSource, limits: SandboxLimits) -> DryRun:
+def load_script(script: ScriptSource, limits: SandboxLimits, kv: KeyValueStore | None = None) -> DryRun:
     """Load ``script`` in a fresh VM, running its top level only: what an upload is validated with.
 
     The result's ``handled_events`` are the events to record for the script; ``error`` is the
@@ -74,7 +76,7 @@ def load_script(script: ScriptSource, limits: SandboxLimits) -> DryRun:
     """
     run = DryRun(script.name, event="")
     started = time.thread_time()
-    vm = _load(run, script, limits)
+    vm = _load(run, script, limits, kv)
     run.cpu_ms = (time.thread_time() - started) * 1000
     run.memory_bytes = vm.memory_used()
     return run
@@ -85,13 +87,18 @@ def dry_run(
     event: str,
     payload: Mapping[str, Any] | None,
     limits: SandboxLimits,
+    kv: KeyValueStore | None = None,
 ) -> DryRun:
-    """Load ``script`` in a fresh VM and feed it ``event`` (a sample payload when ``payload`` is None)."""
+    """Load ``script`` in a fresh VM and feed it ``event`` (a sample payload when ``payload`` is None).
+
+    ``kv`` backs ``@warden/kv``: pass a :class:`DryRunKV` over the guild's store to read its real
+    data without changing it; by default the script sees an empty store.
+    """
     if payload is None:
         payload = sample_payload(event)
     run = DryRun(script.name, event)
     started = time.thread_time()
-    vm = _load(run, script, limits)
+    vm = _load(run, script, limits, kv)
     if run.error is None:
         result = vm.dispatch(event, payload)
         run.actions = result.actions

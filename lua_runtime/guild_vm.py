@@ -17,7 +17,7 @@ from typing import Any
 from lupa import lua54
 
 from lua_runtime.events import EVENT_NAMES
-from lua_runtime.kv_store import KVStore
+from lua_runtime.kv_store import KeyValueStore
 from lua_runtime.limits import SandboxLimits
 from lua_runtime.luau import LuauSyntaxError, translate
 from lua_runtime.results import MAX_ERROR_CHARS, EventResult, OutputLine, ScriptError
@@ -114,7 +114,7 @@ class GuildVM:
         guild_id: int,
         scripts: Sequence[ScriptSource],
         limits: SandboxLimits,
-        kv_store: KVStore | None = None,
+        kv_store: KeyValueStore | None = None,
     ) -> None:
         """``kv_store`` backs ``@warden/kv``; without one, requiring it is a clear error."""
         self.guild_id = guild_id

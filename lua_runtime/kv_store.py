@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
 from lua_runtime.limits import SandboxLimits
 
@@ -258,29 +258,102 @@ class KVStore:
         )
 
     def _check_key(self, key: object) -> None:
-        if not isinstance(key, str):
-            raise KVError(f"kv: keys are strings, got {_describe(key)}")
-        if not key:
-            raise KVError("kv: the key is empty")
-        size = _utf8_size(key, "key")
-        if size > self._limits.kv_max_key_bytes:
-            raise KVQuotaExceeded(
-                f"kv quota: the key is {size} bytes long; the limit is {self._limits.kv_max_key_bytes}"
-            )
+        check_key(key, self._limits)
 
     def _encode(self, value: Any) -> str:
-        """Check ``value`` is plain data and encode it as compact JSON within the value quota."""
+        return encode_value(value, self._limits)
+
+
+def check_key(key: object, limits: SandboxLimits) -> None:
+    """Refuse a key that is not a non-empty string within the key quota."""
+    if not isinstance(key, str):
+        raise KVError(f"kv: keys are strings, got {_describe(key)}")
+    if not key:
+        raise KVError("kv: the key is empty")
+    size = _utf8_size(key, "key")
+    if size > limits.kv_max_key_bytes:
+        raise KVQuotaExceeded(
+            f"kv quota: the key is {size} bytes long; the limit is {limits.kv_max_key_bytes}"
+        )
+
+
+def encode_value(value: Any, limits: SandboxLimits) -> str:
+    """Check ``value`` is plain data and encode it as compact JSON within the value quota."""
+    if value is None:
+        raise KVError("kv: the value is nil; use kv.delete to remove a key")
+    _check_plain(value, depth=0)
+    encoded = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    size = _utf8_size(encoded, "value")
+    if size > limits.kv_max_value_bytes:
+        raise KVQuotaExceeded(
+            f"kv quota: the value is {size} bytes once encoded; "
+            f"the limit is {limits.kv_max_value_bytes} bytes"
+        )
+    return encoded
+
+
+class KeyValueStore(Protocol):
+    """What ``@warden/kv`` needs of a store: :class:`KVStore`, or :class:`DryRunKV` in a dry run."""
+
+    def get(self, guild_id: int, key: str) -> Any | None: ...
+    def set(self, guild_id: int, key: str, value: Any, ttl_seconds: float | None = None) -> None: ...
+    def delete(self, guild_id: int, key: str) -> bool: ...
+    def incr(self, guild_id: int, key: str, by: int | float = 1) -> int | float: ...
+    def keys(self, guild_id: int, prefix: str = "", limit: int = 100) -> list[str]: ...
+
+
+_DELETED = object()
+
+
+class DryRunKV:
+    """The store of a dry run (``/script test``, ``python -m bot script run``): it changes nothing.
+
+    Reads see the guild's real data when ``base`` is given, so a test run meets the same strike
+    counts as the real script would; writes land in memory and vanish with the run. Keys and values
+    are checked as :class:`KVStore` checks them; expiries are accepted and ignored (a run is short).
+    """
+
+    def __init__(self, limits: SandboxLimits, base: KVStore | None = None) -> None:
+        self._limits = limits
+        self._base = base
+        self._written: dict[tuple[int, str], Any] = {}
+
+    def get(self, guild_id: int, key: str) -> Any | None:
+        check_key(key, self._limits)
+        value = self._written.get((guild_id, key))
         if value is None:
-            raise KVError("kv: the value is nil; use kv.delete to remove a key")
-        _check_plain(value, depth=0)
-        encoded = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-        size = _utf8_size(encoded, "value")
-        if size > self._limits.kv_max_value_bytes:
-            raise KVQuotaExceeded(
-                f"kv quota: the value is {size} bytes once encoded; "
-                f"the limit is {self._limits.kv_max_value_bytes} bytes"
-            )
-        return encoded
+            return None if self._base is None else self._base.get(guild_id, key)
+        return None if value is _DELETED else json.loads(json.dumps(value))
+
+    def set(self, guild_id: int, key: str, value: Any, ttl_seconds: float | None = None) -> None:
+        check_key(key, self._limits)
+        self._written[(guild_id, key)] = json.loads(encode_value(value, self._limits))
+
+    def delete(self, guild_id: int, key: str) -> bool:
+        present = self.get(guild_id, key) is not None
+        self._written[(guild_id, key)] = _DELETED
+        return present
+
+    def incr(self, guild_id: int, key: str, by: int | float = 1) -> int | float:
+        if not _is_number(by):
+            raise KVError(f"kv.incr: the amount must be a number, got {_describe(by)}")
+        current = self.get(guild_id, key)
+        current = 0 if current is None else current
+        if not _is_number(current):
+            raise KVError(f"kv.incr: the value at {key!r} is a {_describe(current)}, not a number")
+        self._written[(guild_id, key)] = current + by
+        return current + by
+
+    def keys(self, guild_id: int, prefix: str = "", limit: int = 100) -> list[str]:
+        found = (
+            set()
+            if self._base is None
+            else set(self._base.keys(guild_id, prefix, limit + len(self._written)))
+        )
+        for (guild, key), value in self._written.items():
+            if guild == guild_id and key.startswith(prefix):
+                (found.discard if value is _DELETED else found.add)(key)
+        return sorted(found, key=lambda k: k.encode())[:limit]
 
 
 def _check_plain(value: Any, depth: int) -> None:

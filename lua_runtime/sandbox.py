@@ -30,7 +30,7 @@ from typing import Any
 from lupa import lua54
 
 from lua_runtime.events import EVENT_NAMES
-from lua_runtime.kv_store import KVError, KVQuotaExceeded, KVStore
+from lua_runtime.kv_store import KeyValueStore, KVError, KVQuotaExceeded
 from lua_runtime.limits import MiB, SandboxLimits
 from lua_runtime.luau import STDLIB_PATH
 
@@ -186,9 +186,9 @@ def _host_module_service(sandbox_ref: weakref.ref[Sandbox]) -> tuple[Any, Any]:
 
 @dataclass(frozen=True, slots=True)
 class GuildKV:
-    """One guild's view of a :class:`KVStore`: what ``@warden/kv`` reads and writes."""
+    """One guild's view of a store: what ``@warden/kv`` reads and writes."""
 
-    store: KVStore
+    store: KeyValueStore
     guild_id: int
 
 

@@ -35,6 +35,7 @@ from typing import Protocol
 
 from lua_runtime.dry_run import dry_run
 from lua_runtime.guild_vm import GuildVM
+from lua_runtime.kv_store import DryRunKV
 from lua_runtime.limits import SandboxLimits
 from lua_runtime.pool.messages import (
     NO_REPLY,
@@ -313,7 +314,9 @@ class WorkerLoop:
     def _dry_run(self, slot: _GuildSlot, action: DryRunScript) -> None:
         started = time.thread_time()
         try:
-            run = dry_run(action.script, action.event, action.payload, self._limits)
+            # Reads see the guild's data; writes stay in the run.
+            kv = DryRunKV(self._limits, self._scripts.kv_store)
+            run = dry_run(action.script, action.event, action.payload, self._limits, kv)
         except ValueError as exc:
             raise _RequestFailed(Failure("invalid_request", str(exc))) from None
         except Exception as exc:
