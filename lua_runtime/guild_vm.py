@@ -212,14 +212,24 @@ class GuildVM:
             produced = self._kernel_dispatch(event, lua_payload, deadline, self._budget_ms)
         except lua54.LuaMemoryError:
             produced = _KERNEL_OUT_OF_MEMORY
+        except lua54.LuaError as exc:
+            # The kernel failed around a script (its stack or heap exhausted beyond what the kernel
+            # can inspect): blame the running script and rebuild the VM before the next event.
+            log.warning("guild %s: the kernel failed during %s: %s", self.guild_id, event, exc)
+            produced = exc
         finally:
             sandbox._in_guest = False
             lua.set_max_memory(sandbox.ceilings.host)
-        if produced is _KERNEL_OUT_OF_MEMORY:
-            # The kernel's own bookkeeping ran out of room: the running script filled the heap.
-            running = self._kernel_running()
-            result.errors.append(ScriptError(running or names[0], "memory_limit", self._memory_message()))
-            self._check_trust()
+        if produced is _KERNEL_OUT_OF_MEMORY or isinstance(produced, lua54.LuaError):
+            running = self._kernel_running() or names[0]
+            if produced is _KERNEL_OUT_OF_MEMORY:
+                # The kernel's own bookkeeping ran out of room: the running script filled the heap.
+                result.errors.append(ScriptError(running, "memory_limit", self._memory_message()))
+                self._check_trust()
+            else:
+                message = "the script exhausted its VM (stack or memory); it is rebuilt for the next event"
+                result.errors.append(ScriptError(running, "runtime", message))
+                self._trusted = False
             return result
         if produced is None:
             return result
