@@ -196,6 +196,12 @@ local function safe_length(p)
   return fits
 end
 
+-- nil, or a number C takes as an integer. Luau numbers are all floats (a literal 1 is 1.0), and
+-- C accepts any float with an exact integer value.
+local function whole(n)
+  return n == nil or math_type(n) == "integer" or (math_type(n) == "float" and n == n // 1 and n > -2 ^ 53 and n < 2 ^ 53)
+end
+
 return function(C, load_engine)
   local c_find, c_match, c_gmatch, c_gsub = C.find, C.match, C.gmatch, C.gsub
   -- C.charge() checks the event's CPU budget. The hook only checks it every few thousand
@@ -246,7 +252,7 @@ return function(C, load_engine)
 
   function safe.find(...)
     local s, p, init, plain = ...
-    if type(s) == "string" and (init == nil or math_type(init) == "integer") then
+    if type(s) == "string" and whole(init) then
       if plain then
         if type(p) == "string" and #s * (256 + #p) <= PLAIN_BUDGET and costly(#s, PLAIN_BUDGET) then
           return c_find(s, p, init, plain)
@@ -261,7 +267,7 @@ return function(C, load_engine)
 
   function safe.match(...)
     local s, p, init = ...
-    if type(s) == "string" and (init == nil or math_type(init) == "integer") then
+    if type(s) == "string" and whole(init) then
       local limit = limits[p] or limit_of(p)
       if #s <= limit and costly(#s, limit) then return c_match(s, p, init) end
     end
@@ -272,7 +278,7 @@ return function(C, load_engine)
   -- always take the engine.
   function safe.gmatch(...)
     local s, p, init = ...
-    if type(s) == "string" and (init == nil or math_type(init) == "integer") and byte(p, 1) ~= 94 then
+    if type(s) == "string" and whole(init) and byte(p, 1) ~= 94 then
       local limit = limits[p] or limit_of(p)
       if #s <= limit and costly(#s, limit) then return c_gmatch(s, p, init) end
     end
@@ -281,7 +287,7 @@ return function(C, load_engine)
 
   function safe.gsub(...)
     local s, p, repl, max_n = ...
-    local limit = type(s) == "string" and (max_n == nil or math_type(max_n) == "integer") and (limits[p] or limit_of(p))
+    local limit = type(s) == "string" and whole(max_n) and (limits[p] or limit_of(p))
     if limit and #s <= limit and costly(#s, limit) then
       local tr = type(repl)
       if tr == "string" or tr == "number" then
