@@ -66,9 +66,7 @@ ENDLESS_HANDLERS = {
     "__tostring via string interpolation": (
         f"local t = setmetatable({{}}, {{ __tostring = function() {LOOP} end }}) print(`{{t}}`)"
     ),
-    "__index via table.concat": (
-        f"table.concat(setmetatable({{}}, {{ __index = function() {LOOP} end, __len = function() return 3 end }}))"
-    ),
+    "__index via table.concat": f"table.concat(setmetatable({{}}, {{ __index = function() {LOOP} end }}), '', 1, 3)",
     "table.sort comparator": f"local t = {{}} for i = 1, 100 do t[i] = i end table.sort(t, function() {LOOP} end)",
     "__lt called by table.sort": (
         f"local mt = {{ __lt = function() {LOOP} end }} table.sort({{ setmetatable({{}}, mt), setmetatable({{}}, mt) }})"

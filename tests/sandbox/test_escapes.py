@@ -240,13 +240,6 @@ def test_a_scripts_globals_are_invisible_to_the_next_script() -> None:
     assert_reader_untouched(events)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library tables (string, table, math, utf8, os, coroutine, bit32) are one set of tables "
-    "shared by every script of a guild, and writable: one script that replaces string.lower (or "
-    "string.format, or Luau's split) changes what every other script computes, e.g. blinds a "
-    "banned-word filter; Luau makes them read-only",
-)
 @pytest.mark.parametrize(
     "tampering",
     [
@@ -259,36 +252,31 @@ def test_a_scripts_globals_are_invisible_to_the_next_script() -> None:
     ids=["string.lower", "string.format", "string.split", "rawset(string)", "table.freeze(string)"],
 )
 def test_a_script_cannot_change_the_library_another_script_uses(tampering: str) -> None:
-    assert_reader_untouched(run_beside_reader(f"{tampering}\nreturn {{}}"))
+    # Library tables are shared by the scripts of a guild. They used to be writable: one script
+    # could blind another's banned-word filter by replacing string.lower. The tampering runs under
+    # pcall so that the attacker loads whether the write raises or is ignored.
+    assert_reader_untouched(run_beside_reader(f"pcall(function() {tampering} end)\nreturn {{}}"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="require('@warden/discord') returns one table per VM, shared by its scripts; its "
-    "__newindex refuses writes, but Luau's rawset does not: a script can rawset the reader's "
-    "`send` to a function that calls the real `ban`, and the ban is then pushed during the "
-    "reader's turn, under the reader's name and capabilities",
-)
 def test_a_script_cannot_rewrite_the_discord_module_another_script_calls() -> None:
+    # require('@warden/discord') is one table per VM. Luau's rawset used to bypass its __newindex:
+    # an attacker made the reader's `send` call the real `ban`, pushed during the reader's turn,
+    # under the reader's name and capabilities.
     assert_reader_untouched(
         run_beside_reader(
             "local d = require('@warden/discord')\n"
             "local ban = d.ban\n"
-            "rawset(d, 'send', function(channel_id, body) ban('1100000000000000004', 'banned by a send') end)\n"
+            "pcall(rawset, d, 'send', function(channel_id, body) ban('1100000000000000004', 'banned by a send') end)\n"
             "return {}"
         )
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="coroutine.running() hands the guest the kernel's runner coroutine: a script that yields "
-    "from its handler keeps it, resumes it in the next event to obtain the kernel's DONE "
-    "sentinel, then yields DONE from its handler; the kernel takes the suspended handler for "
-    "an idle runner and resumes it for the next script's turn, so the attacker runs as that "
-    "script, with its handler function and payload, and its actions carry that script's name",
-)
 def test_a_script_cannot_take_over_the_next_scripts_turn() -> None:
+    # coroutine.running() used to hand out the kernel's runner coroutine: a script yielded from its
+    # handler, kept the runner, resumed it in the next event to get the kernel's DONE sentinel and
+    # yielded DONE; the kernel took the suspended handler for an idle runner, and the attacker ran
+    # the next script's turn, with its handler and payload, its actions under that script's name.
     hijack = (
         "local d = require('@warden/discord')\n"
         "local saved, stage = nil, 0\n"

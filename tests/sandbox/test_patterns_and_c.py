@@ -138,17 +138,11 @@ def test_a_pattern_that_is_only_an_error_stays_one() -> None:
     assert result.first.texts() == ["false\tmalformed pattern (missing ']')"]
 
 
-# Holes ---------------------------------------------------------------------------------------------
+# C calls out of the hook's reach --------------------------------------------------------------------
 
 HUGE_LEN = "setmetatable({}, { __len = function() return 2^50 end })"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="table.move, table.insert and table.remove loop inside C over the range they are given "
-    "(move: e - f; insert/remove: #t, which honours __len): a range of 2^50 over an empty table "
-    "allocates nothing and never returns, and no hook can stop it",
-)
 @pytest.mark.parametrize(
     "body",
     [
@@ -159,8 +153,11 @@ HUGE_LEN = "setmetatable({}, { __len = function() return 2^50 end })"
     ids=["table.move", "table.insert", "table.remove"],
 )
 def test_table_functions_over_a_huge_range_end_within_the_budget(body: str) -> None:
+    # These loop inside C over the range they are given (move: e - f; insert and remove: #t, which
+    # honours __len): a range of 2^50 over an empty table allocated nothing and never returned.
     result = attack(handler(body))
     assert result.error is not None and result.error.kind in ("time_limit", "runtime")
+    assert result.error.line == 2
 
 
 def test_string_split_with_a_long_separator_ends_within_the_budget() -> None:
@@ -170,22 +167,21 @@ def test_string_split_with_a_long_separator_ends_within_the_budget() -> None:
     assert result.error is None or result.error.kind == "time_limit"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the hook checks the clock every 10,000 Lua instructions, and a loop of expensive C "
-    "calls does about 2,000 of them in between: at the default 16 MiB, a loop of table.sort over "
-    "500,000 numbers or of string.rep of 4 MB runs 14-16 s of CPU for a 100 ms budget "
-    "(utf8.len, string.upper, table.concat loops: 2-7 s)",
-)
-@pytest.mark.parametrize(
-    "body",
-    [
-        "local t = {} for i = 1, 5e5 do t[i] = i end while true do table.sort(t) end",
-        "while true do local s = string.rep('x', 4e6) end",
-    ],
-    ids=["table.sort", "string.rep"],
-)
-def test_a_loop_of_expensive_c_calls_ends_near_the_budget(body: str) -> None:
+#: Loops of C calls that each take milliseconds at the default 16 MiB heap. The hook checks the
+#: clock every HOOK_PERIOD Lua instructions, and such a loop makes about 2,000 calls in between:
+#: unchecked, each of these ran 2 to 17 s of CPU for a 100 ms budget.
+COSTLY_C_LOOPS = {
+    "table.sort": "local t = {} for i = 1, 5e5 do t[i] = i end while true do table.sort(t) end",
+    "string.rep": "while true do local s = string.rep('x', 4e6) end",
+    "string.upper": "local s = string.rep('x', 4e6) while true do local u = s:upper() end",
+    "string.reverse": "local s = string.rep('x', 4e6) while true do local u = s:reverse() end",
+    "utf8.len": "local s = string.rep('a', 4e6) while true do local n = utf8.len(s) end",
+    "table.concat": "local t = table.create(1e5, 'ab') while true do local s = table.concat(t) end",
+}
+
+
+@pytest.mark.parametrize("body", list(COSTLY_C_LOOPS.values()), ids=list(COSTLY_C_LOOPS))
+def test_a_loop_of_costly_c_calls_ends_near_the_budget(body: str) -> None:
     limits = SandboxLimits(cpu_ms_per_event=50)
     result = attack(handler(body), limits=limits)
     assert_stopped(result.error, "time_limit", limits)
@@ -193,31 +189,47 @@ def test_a_loop_of_expensive_c_calls_ends_near_the_budget(body: str) -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="patterns.lua is compiled on first use and reads string.byte and math.type from the "
-    "library tables then; a script that replaced string.byte first (library tables are writable "
-    "and shared with host chunks) blinds the analysis: a catastrophic pattern looks linear and "
-    "goes to the C matcher, which never returns",
+    reason="the CPU check before costly C calls misses os.date (a 400 KB format of %c: 17 s of CPU "
+    "per event for a 100 ms budget), string.sub (4 MB: 4 s) and string.format with no conversion "
+    "(2 MB: 4.5 s); each call copies megabytes in C and a loop makes about 2,000 of them between "
+    "two hook checks (table.unpack of 1e5 values: 0.8 s, also unchecked)",
 )
+@pytest.mark.parametrize(
+    "body",
+    [
+        "local f = string.rep('%c', 2e5) while true do pcall(os.date, f) end",
+        "local s = string.rep('a', 4e6) while true do local t = s:sub(2) end",
+        "local s = string.rep('a', 2e6) while true do local t = s:format() end",
+    ],
+    ids=["os.date", "string.sub", "string.format"],
+)
+def test_a_loop_of_unchecked_costly_c_calls_ends_near_the_budget(body: str) -> None:
+    limits = SandboxLimits(cpu_ms_per_event=50)
+    result = attack(handler(body), limits=limits)
+    assert_stopped(result.error, "time_limit", limits)
+
+
 def test_a_script_cannot_blind_the_pattern_guard_by_replacing_string_byte() -> None:
+    # patterns.lua is compiled on first use and read string.byte from the library table then: a
+    # script that had replaced it blinded the analysis, and a catastrophic pattern went to C. The
+    # replacement runs under pcall, so the script loads whether library writes raise or not.
     result = attack(
         "local real_byte = string.byte\n"
-        "string.byte = function(s, i, j)\n"
-        "  local bytes = { real_byte(s, i, j) }\n"
-        "  for k, b in bytes do if b == 42 then bytes[k] = 65 end end -- hide every '*'\n"
-        "  return unpack(bytes)\n"
-        "end\n"
+        "pcall(function()\n"
+        "  string.byte = function(s, i, j)\n"
+        "    local bytes = { real_byte(s, i, j) }\n"
+        "    for k, b in bytes do if b == 42 then bytes[k] = 65 end end -- hide every '*'\n"
+        "    return unpack(bytes)\n"
+        "  end\n"
+        "end)\n"
         "return { message = function() print(string.rep('a', 2000):find(string.rep('a*', 4) .. 'b')) end }"
     )
     assert_stopped(result.error, "time_limit")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="patterns.lua's worst_case computes `fail` and `base` in integers for items that do not "
-    "involve n: 64 optional items double `fail` 64 times, it wraps around to -1, the bound "
-    "passes as tiny, and the exponential pattern goes to the C matcher, which never returns "
-    "(initialise fail and base as floats)",
-)
 def test_a_pattern_whose_bound_overflows_the_integers_still_takes_the_engine() -> None:
+    # patterns.lua's bound was computed in integers where it does not involve the subject's length:
+    # 64 optional items doubled it 64 times, it wrapped around to -1, and the exponential pattern
+    # went to the C matcher.
     result = attack(handler("print(string.rep('a', 40):find(string.rep('a?', 64) .. 'b'))"))
     assert_stopped(result.error, "time_limit")
