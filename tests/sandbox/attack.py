@@ -3,13 +3,14 @@
 Every attack in this package runs in ``tests/support/sandbox_child.py``, never in pytest's own
 process: a script that escapes the sandbox's bounds may hang a worker inside a C call (no hook can
 stop it, and the Lua call runs without the GIL, so no Python signal handler can either) or make
-lupa abort the whole process. In a child, such an escape fails its test: the child is killed when
-it has used its CPU allowance, and its exit status says how it died.
+lupa abort the whole process. In a child, such an escape fails its test: the child stops itself
+when it has used its CPU allowance, and its exit status says how it ended.
 
 :func:`attack` is the common shape: a guild whose first script is the attack and whose second is a
-well-behaved *witness* handling another event; the attack's event is dispatched, then the witness's,
-and the witness must still be served by the same VM. :func:`run_child` runs any plan (several
-guilds, any steps) for the tests that need more.
+well-behaved *witness* handling another event; the attack gets its message events, then the
+witness gets its own, and must still be served by the same VM (or the fresh one that replaced it).
+:func:`run_attacks` runs many such cases in one child, a guild each, to keep the suite fast;
+:func:`run_child` runs any plan (several guilds, any steps) for the tests that need more.
 """
 
 from __future__ import annotations
@@ -99,6 +100,8 @@ class Event:
 
 @dataclass(frozen=True, slots=True)
 class ChildRun:
+    """Everything a child reported: each guild's load, then each step's event, in order."""
+
     loads: dict[int, Load]
     events: list[Event]
 
@@ -190,12 +193,10 @@ def run_child(
 
 @dataclass(frozen=True, slots=True)
 class Case:
-    """One attack: its source (loaded as script "attack"), and the events it gets."""
+    """One attack: its source (loaded as script "attack"), and how many message events it gets."""
 
     source: str
     events: int = 1
-    event: str = "message"
-    payload: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +225,7 @@ class Attack:
         for step in [*self.events, self.witness]:
             assert step.exception is None, f"GuildVM.dispatch raised for a guest fault: {step.exception}"
         assert self.witness.errors == [], f"the witness failed after the attack: {self.witness.errors}"
-        assert self.witness.texts() == [WITNESS_OUTPUT], "the attack's code ran in the witness's turn"
+        assert self.witness.texts() == [WITNESS_OUTPUT], f"the witness printed {self.witness.texts()}"
         assert [action["type"] for action in self.witness.actions] == ["kick"]
 
 
@@ -241,8 +242,7 @@ def run_attacks(cases: Mapping[str, Case], limits: SandboxLimits = SMALL) -> dic
     }
     steps: list[tuple[int, str, dict[str, Any] | None]] = []
     for i, name in enumerate(names, 1):
-        case = cases[name]
-        steps += [(i, case.event, case.payload)] * case.events + [(i, WITNESS_EVENT, None)]
+        steps += [(i, "message", None)] * cases[name].events + [(i, WITNESS_EVENT, None)]
     run = run_child(guilds, steps, limits, CHILD_CPU_SECONDS + len(names) * CASE_CPU_SECONDS)
     by_guild: dict[int, list[Event]] = {}
     for step in run.events:
@@ -250,16 +250,9 @@ def run_attacks(cases: Mapping[str, Case], limits: SandboxLimits = SMALL) -> dic
     return {name: Attack(run.loads[i], by_guild[i][:-1], by_guild[i][-1]) for i, name in enumerate(names, 1)}
 
 
-def attack(
-    source: str,
-    *,
-    events: int = 1,
-    event: str = "message",
-    payload: dict[str, Any] | None = None,
-    limits: SandboxLimits = SMALL,
-) -> Attack:
+def attack(source: str, *, events: int = 1, limits: SandboxLimits = SMALL) -> Attack:
     """Run one attack in a child of its own and check that the witness is still served after it."""
-    result = run_attacks({"attack": Case(source, events, event, payload)}, limits)["attack"]
+    result = run_attacks({"attack": Case(source, events)}, limits)["attack"]
     result.check_witness()
     return result
 

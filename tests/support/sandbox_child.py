@@ -2,8 +2,8 @@
 
 A hostile script that escapes the sandbox's bounds can hang a worker inside a C call or abort the
 whole process (lupa aborts on an out-of-memory error outside a protected call). Run in this child,
-such a script fails its test instead of killing pytest: the parent (``tests/sandbox/conftest.py``)
-runs ``python -m tests.support.sandbox_child`` with a timeout and reads what the child printed.
+such a script fails its test instead of killing pytest: the parent (``tests/sandbox/attack.py``)
+runs ``python -m tests.support.sandbox_child`` and reads what the child printed.
 
 The plan comes as one JSON object on stdin::
 
