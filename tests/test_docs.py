@@ -153,8 +153,9 @@ def command_lines() -> Iterator[tuple[str, str]]:
                         if command.strip().startswith("python -m bot"):
                             yield f"{block}", command.strip()
         for span in _CODE_SPAN.findall(prose(path)):
-            if span.startswith("python -m bot"):
-                yield path.name, span
+            command = " ".join(span.split())  # a span may run over two lines of the source
+            if command.startswith("python -m bot"):
+                yield path.name, command
 
 
 COMMAND_LINES = sorted(set(command_lines()))
