@@ -241,9 +241,11 @@ end
 string.dump = nil
 
 -- C functions whose work grows with their input, and that loop where no hook can stop them.
-for _, name in next, { "upper", "lower", "reverse", "byte", "split" } do
+for _, name in next, { "upper", "lower", "reverse", "byte", "split", "sub", "format" } do
   string[name] = charged_by_length(string[name])
 end
+local c_date = os.date
+local guest_date = charged_by_length(c_date)
 local c_rep = string.rep
 string.rep = function(s, n, sep)
   if type(s) == "string" and type(n) == "number" and (#s + (type(sep) == "string" and #sep or 0)) * n > COSTLY then
@@ -279,8 +281,10 @@ table.remove = function(t, ...)
   plain_length(t, "remove")
   return c_remove(t, ...)
 end
+-- Sorting costs n log n comparisons: it is checked from a much smaller size.
+local SORT_COSTLY = 2048
 table.sort = function(t, ...)
-  plain_length(t, "sort")
+  if plain_length(t, "sort") > SORT_COSTLY then charge() end
   return c_sort(t, ...)
 end
 -- concat and unpack take the raw length when none is given, as Luau's do: C's would call __len.
@@ -291,6 +295,7 @@ table.concat = function(t, sep, i, j)
 end
 table.unpack = function(t, i, j)
   if type(t) == "table" and j == nil then j = rawlen(t) end
+  if type(j) == "number" and j - (type(i) == "number" and i or 1) > COSTLY / 16 then charge() end
   return c_unpack(t, i, j)
 end
 table.move = function(a1, f, e, t, a2)
@@ -347,7 +352,7 @@ for name, value in next, config.luau.globals do BASE[name] = value end
 -- them read-only, as in Luau, so that no script can change what another one (or the kernel) calls.
 BASE.string, BASE.table, BASE.math, BASE.utf8 = readonly(string), readonly(table), readonly(math), readonly(utf8)
 BASE.coroutine, BASE.bit32 = readonly(guest_coroutine), readonly(BASE.bit32)
-BASE.os = readonly({ time = os.time, clock = os.clock, date = os.date, difftime = os.difftime })
+BASE.os = readonly({ time = os.time, clock = os.clock, date = guest_date, difftime = os.difftime })
 
 -- Each script gets its own globals table that falls back on BASE, so one script's globals never
 -- clobber another's. The metatable is locked: a script cannot reach BASE through it.
