@@ -72,8 +72,14 @@ async def serve(settings: Settings, token: str, *, intents: discord.Intents | No
             "the Message Content and Server Members intents are not enabled for this application; "
             "restarting without them (enable both in the Developer Portal, Bot page)"
         )
-        return await serve(settings, token, intents=default_intents(privileged=False))
-    return EXIT_OK
+        intents = default_intents(privileged=False)
+    else:
+        return EXIT_OK
+    finally:
+        # The bot closes both on its way out; this covers the ways out that bypass its close().
+        await pool.close()
+        await storage.close()
+    return await serve(settings, token, intents=intents)
 
 
 def run_bot(env_file: str = ".env") -> int:

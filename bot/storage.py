@@ -285,6 +285,7 @@ class Storage:
         self._kv = kv_store
         self._limits = limits
         self._lock = asyncio.Lock()
+        self._closed = False
 
     @classmethod
     async def open(cls, path: Path | str, limits: SandboxLimits) -> Storage:
@@ -308,7 +309,11 @@ class Storage:
         return cls(db, kv_store, limits)
 
     async def close(self) -> None:
-        """Close both connections. Every write was committed when its method returned."""
+        """Close both connections (once; later calls do nothing). Every write was committed when
+        its method returned."""
+        if self._closed:
+            return
+        self._closed = True
         async with self._lock:
             await self._db.close()
         await asyncio.to_thread(self._kv.close)

@@ -41,7 +41,7 @@ local function whole(v, what, lo, hi)
   if type(v) ~= "number" or v ~= v or floor(v) ~= v then
     fail(what .. " must be a whole number, got " .. describe(v))
   end
-  if v < lo or v > hi then fail(what .. " must be between " .. lo .. " and " .. hi .. ", got " .. v) end
+  if v < lo or v > hi then fail(what .. " must be between " .. lo .. " and " .. hi .. ", got " .. describe(v)) end
   return floor(v)
 end
 

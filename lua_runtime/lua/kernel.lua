@@ -136,10 +136,19 @@ end
 local COSTLY = 65536
 local huge = math.huge
 
-local function charged_by_length(f)
+-- A wrapper of C function `f` that checks the budget first when its first argument is a long
+-- string. `f` runs under pcall so that its errors are raised again at the script's line, named
+-- `label` as the C function would name itself ("bad argument #1 to 'upper'").
+local function charged_by_length(f, label)
+  local function finish(ok, ...)
+    if ok then return ... end
+    local message = ...
+    if type(message) ~= "string" or message == "not enough memory" or exhausted then error(message, 0) end
+    error((str_gsub(message, "^bad argument (#%d+) to '%?'", "bad argument %1 to '" .. label .. "'")), 2)
+  end
   return function(s, ...)
     if type(s) == "string" and #s > COSTLY then charge() end
-    return f(s, ...)
+    return finish(pcall(f, s, ...))
   end
 end
 
@@ -242,10 +251,9 @@ string.dump = nil
 
 -- C functions whose work grows with their input, and that loop where no hook can stop them.
 for _, name in next, { "upper", "lower", "reverse", "byte", "split", "sub", "format" } do
-  string[name] = charged_by_length(string[name])
+  string[name] = charged_by_length(string[name], name)
 end
-local c_date = os.date
-local guest_date = charged_by_length(c_date)
+local guest_date = charged_by_length(os.date, "date")
 local c_rep = string.rep
 string.rep = function(s, n, sep)
   if type(s) == "string" and type(n) == "number" and (#s + (type(sep) == "string" and #sep or 0)) * n > COSTLY then
@@ -254,7 +262,7 @@ string.rep = function(s, n, sep)
   return c_rep(s, n, sep)
 end
 for _, name in next, { "len", "codepoint", "offset" } do
-  utf8[name] = charged_by_length(utf8[name])
+  utf8[name] = charged_by_length(utf8[name], name)
 end
 
 -- table.insert, remove and move loop in C over the range they are given, which a __len

@@ -20,6 +20,7 @@ local pcall, load = pcall, load
 local format, find, sub, gsub, match, rep = string.format, string.find, string.sub, string.gsub, string.match, string.rep
 local concat, unpack = table.concat, table.unpack
 local floor, modf, fmod, tointeger, huge = math.floor, math.modf, math.fmod, math.tointeger, math.huge
+local math_type = math.type
 
 -- Numbers ------------------------------------------------------------------------------------------
 
@@ -27,6 +28,9 @@ local floor, modf, fmod, tointeger, huge = math.floor, math.modf, math.fmod, mat
 -- when the decimal point falls between 5 places left and 21 places right of the first digit, in
 -- scientific notation with a two-digit exponent at least otherwise (5, 0.1, 1e+21, 1e-07, -0, nan).
 local function num2str(x)
+  -- Luau has doubles only: a Lua integer (from #, string.len, a snowflake given to tonumber...)
+  -- prints as the double it would be.
+  if math_type(x) == "integer" then x = x + 0.0 end
   if x == x // 1 and x > -2 ^ 53 and x < 2 ^ 53 then
     -- Every integer below 2^53 in magnitude is its own shortest form.
     if x == 0 and 1 / x < 0 then return "-0" end
@@ -48,7 +52,7 @@ local function num2str(x)
   s = format("%." .. p .. "e", x)
   while s + 0 ~= x do
     local sign, lead, rest, exp = match(s, "^(-?)(%d)%.?(%d*)e(.*)$")
-    local up = format("%d", tointeger(lead .. rest) + 1)
+    local up = format("%d", (lead .. rest) + 1) -- the digits, read as an integer
     if #up > #rest + 1 then up, exp = sub(up, 1, -2), exp + 1 end
     s = format("%s%s.%se%d", sign, sub(up, 1, 1), sub(up, 2), exp)
     if s + 0 ~= x then
