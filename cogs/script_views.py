@@ -246,9 +246,8 @@ def describe_config(settings: GuildSettings) -> str:
         if settings.error_channel_id
         else "not set (errors are kept in `/script logs`)"
     )
-    log_channel = (
-        f"<#{settings.log_channel_id}>" if settings.log_channel_id else "not set (`log` actions are dropped)"
-    )
+    unset = "not set (`log` actions fail, reported)"
+    log_channel = f"<#{settings.log_channel_id}>" if settings.log_channel_id else unset
     mentions = {
         "none": "`none`: scripts' messages ping nobody",
         "users": "`users`: scripts' messages may ping the users they name (never roles or everyone)",

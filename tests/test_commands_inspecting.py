@@ -156,7 +156,7 @@ async def test_config_shows_changes_and_clears_the_server_settings(warden: Warde
     assert shown.content.splitlines() == [
         "**Warden configuration**",
         "Error channel: not set (errors are kept in `/script logs`)",
-        "Log channel: not set (`log` actions are dropped)",
+        "Log channel: not set (`log` actions fail, reported)",
         "Mentions: `none`: scripts' messages ping nobody",
         "Messages from bots: are ignored",
     ]

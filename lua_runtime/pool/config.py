@@ -19,8 +19,9 @@ class PoolConfig:
     """Settings of one :class:`~lua_runtime.pool.VmPool`.
 
     The defaults suit one bot process on a small machine: a worker per core, idle guild VMs closed
-    after 15 minutes (AntiRaid's figure), room for 10,000 resident VMs (about 600 MiB), and a CPU
-    budget that lets a guild use a tenth of a core on average with bursts of a full second.
+    after 15 minutes (AntiRaid's figure), room for 10,000 resident VMs (about 1.7 GiB today, as
+    bench/dispatch.py measures), and a CPU budget that lets a guild use a tenth of a core on
+    average with bursts of a full second.
     """
 
     #: ``threadpool`` (guild VMs spread over ``workers`` threads) or ``thread-per-guild`` (legacy:
