@@ -52,10 +52,6 @@ def _refuse_attribute(obj: object, name: object, is_setting: bool) -> str:
     raise AttributeError("Python attributes are not accessible from Lua")
 
 
-#: Host chunks the kernel may load on demand (see :func:`_host_module_service`).
-LAZY_MODULES = frozenset({"patterns", "pattern_engine", "discord", "kv"})
-
-
 @functools.cache
 def _bytecode(chunk: str) -> bytes:
     """Host chunk ``chunk`` compiled once per process, stripped of debug info.
