@@ -48,15 +48,15 @@ class ThreadInbox:
         if self._sleeping:
             self._wake.set()
 
-    def take(self, wait: bool) -> list[VmAction]:
+    def take(self, timeout: float | None) -> list[VmAction]:
         queue = self._queue
-        if wait and not queue:
+        if timeout != 0 and not queue:
             # Clear, announce, re-check, sleep: a request appended at any point in between is
             # either seen by the re-check or followed by a set() that ends the wait.
             self._wake.clear()
             self._sleeping = True
             if not queue:
-                self._wake.wait()
+                self._wake.wait(timeout)
             self._sleeping = False
         popleft = queue.popleft
         # Each popleft is atomic; draining by count never races the sender's appends.

@@ -71,8 +71,10 @@ SLICE_REQUESTS = 256
 class Inbox(Protocol):
     """A worker's request channel."""
 
-    def take(self, wait: bool) -> list[VmAction]:
-        """Every request queued so far, in order; when ``wait``, block until there is one."""
+    def take(self, timeout: float | None) -> list[VmAction]:
+        """Every request queued so far, in order. When none is queued, wait up to ``timeout``
+        seconds for one: ``0`` does not wait, ``None`` waits until one arrives. May return an empty
+        list once the time is up."""
         ...
 
 
@@ -81,6 +83,24 @@ class Outbox(Protocol):
 
     def send(self, records: list[WorkerRecord]) -> None:
         """Hand ``records`` (in order) to the facade. Called from the worker; must not block long."""
+        ...
+
+
+class Watchdog(Protocol):
+    """Watches a worker from outside: the process pool's supervisor, which kills a worker stuck in
+    guest work that the sandbox cannot interrupt (a call into C code, out of reach of its hooks).
+
+    The loop arms it when guest work starts, with the CPU budget that work runs under, and disarms
+    it when the worker has nothing running; the watchdog decides how much wall time that budget is
+    worth. Both are called on the worker, once per request at most, so they must be cheap.
+    """
+
+    def arm(self, cpu_budget_seconds: float) -> None:
+        """Guest work under a budget of ``cpu_budget_seconds`` of CPU starts now."""
+        ...
+
+    def disarm(self) -> None:
+        """No guest work is running."""
         ...
 
 
@@ -151,6 +171,7 @@ class WorkerLoop:
         scripts: ScriptProvider,
         settings: WorkerSettings,
         clock: Callable[[], float] = time.monotonic,
+        watchdog: Watchdog | None = None,
     ) -> None:
         self.worker_id = worker_id
         self._inbox = inbox
@@ -160,6 +181,8 @@ class WorkerLoop:
         self._budget = settings.cpu_seconds
         self._refill_rate = settings.cpu_seconds / settings.cpu_window_seconds
         self._clock = clock
+        self._watchdog = watchdog
+        self._event_budget = settings.limits.cpu_ms_per_event / 1000
         self._slots: dict[int, _GuildSlot] = {}
         self._ready: deque[_GuildSlot] = deque()
         self._records: list[WorkerRecord] = []
@@ -178,7 +201,7 @@ class WorkerLoop:
         """Take requests and serve them until a :class:`Shutdown` has been carried out."""
         inbox = self._inbox
         while True:
-            for action in inbox.take(wait=not self._ready and not self._stopping):
+            for action in inbox.take(timeout=0 if self._ready or self._stopping else None):
                 self._accept(action)
             if self._stopping:
                 if time.monotonic() >= self._drain_deadline:
@@ -243,12 +266,15 @@ class WorkerLoop:
     def _run_slice(self) -> None:
         """Serve queued requests round-robin, one per guild per turn, for up to one slice."""
         ready, slots, handlers, records = self._ready, self._slots, self._handlers, self._records
+        watchdog, budget = self._watchdog, self._event_budget
         deadline = time.perf_counter() + SLICE_SECONDS
         for _ in range(SLICE_REQUESTS):
             if not ready:
-                return
+                break
             slot = ready.popleft()
             action = slot.queue.popleft()
+            if watchdog is not None:
+                watchdog.arm(budget)
             try:
                 handlers[type(action)](slot, action)
             except _RequestFailed as failed:
@@ -261,7 +287,9 @@ class WorkerLoop:
                 if slot.vm is None:
                     del slots[slot.guild_id]
             if time.perf_counter() >= deadline:
-                return
+                break
+        if watchdog is not None:
+            watchdog.disarm()
 
     def _fail_queued(self, failure: Failure) -> None:
         for slot in self._ready:
@@ -349,6 +377,10 @@ class WorkerLoop:
             raise _RequestFailed(
                 Failure("scripts_unavailable", f"this server's scripts could not be read ({exc})")
             ) from None
+        if self._watchdog is not None:
+            # Each script's top level runs under its own event budget, and the build itself costs
+            # about one more.
+            self._watchdog.arm((len(scripts) + 1) * self._event_budget)
         started = time.thread_time()
         try:
             vm = GuildVM(guild_id, scripts, self._limits, self._scripts.kv_store)
@@ -390,6 +422,7 @@ def serve(
     scripts: ScriptProviderFactory,
     settings: WorkerSettings,
     clock: Callable[[], float] = time.monotonic,
+    watchdog: Watchdog | None = None,
 ) -> None:
     """Run one worker from setup to exit, and tell the facade how it ended.
 
@@ -399,7 +432,7 @@ def serve(
     """
     loop: WorkerLoop | None = None
     try:
-        loop = WorkerLoop(worker_id, inbox, outbox, scripts(), settings, clock)
+        loop = WorkerLoop(worker_id, inbox, outbox, scripts(), settings, clock, watchdog)
         loop.run()
     except Exception as exc:
         log.exception("VM worker %s crashed", worker_id)

@@ -38,8 +38,8 @@ class PickledInbox:
     def __init__(self, batches: list[list]) -> None:
         self._batches = [pickle.dumps(batch) for batch in batches]
 
-    def take(self, wait: bool) -> list:
-        if not wait:
+    def take(self, timeout: float | None) -> list:
+        if timeout == 0:
             return []
         assert self._batches, "the loop waited for more than the test sent"
         return pickle.loads(self._batches.pop(0))
@@ -110,10 +110,10 @@ def test_a_guild_that_spent_its_cpu_budget_is_dropped_until_its_window_refills(c
     ]
 
     class ClockedInbox(PickledInbox):
-        def take(self, wait: bool) -> list:
-            if wait and len(self._batches) == 2:
+        def take(self, timeout: float | None) -> list:
+            if timeout != 0 and len(self._batches) == 2:
                 clock.now += 100  # once the first batch is done, a whole window passes
-            return super().take(wait)
+            return super().take(timeout)
 
     outbox = PickledOutbox()
     serve(1, ClockedInbox(batches), outbox, SharedProvider(scripts), settings, clock)
@@ -131,3 +131,30 @@ def test_a_provider_factory_runs_on_the_worker_and_its_failure_is_a_crash_at_set
     outbox = PickledOutbox()
     serve(9, PickledInbox([]), outbox, broken_factory, SETTINGS)
     assert outbox.records == [WorkerExit(9, "RuntimeError: cannot open the database")]
+
+
+def test_the_watchdog_is_armed_with_each_requests_budget_and_disarmed_when_idle() -> None:
+    class RecordingWatchdog:
+        def __init__(self) -> None:
+            self.calls: list[object] = []
+
+        def arm(self, cpu_budget_seconds: float) -> None:
+            self.calls.append(cpu_budget_seconds)
+
+        def disarm(self) -> None:
+            self.calls.append("disarm")
+
+    two_scripts = InMemoryScripts({1: [printing("a", "1"), printing("b", "2")]})
+    watchdog = RecordingWatchdog()
+    batches = [[DispatchEvent(1, 1, "message", message("x")), DispatchEvent(2, 1, "message", message("y"))]]
+    serve(
+        1,
+        PickledInbox([*batches, [Shutdown(0, 5.0)]]),
+        PickledOutbox(),
+        SharedProvider(two_scripts),
+        SETTINGS,
+        watchdog=watchdog,
+    )
+    event = LIMITS.cpu_ms_per_event / 1000
+    # The first event builds the VM: two top levels and the build itself, each worth one event's budget.
+    assert watchdog.calls == [event, 3 * event, event, "disarm"]
