@@ -1,9 +1,17 @@
-"""How the VM pool is shaped: one frozen record the bot's settings map onto."""
+"""How the VM pool is shaped: one frozen record the bot's settings map onto, and the strategy it
+selects."""
 
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from lua_runtime.pool.provider import ScriptProviderFactory
+from lua_runtime.pool.strategy import Strategy
+from lua_runtime.pool.threadpool import ThreadPerGuildStrategy, ThreadPoolStrategy
+from lua_runtime.pool.worker import WorkerSettings
 
 #: The strategies this package implements. ``processpool`` (DESIGN.md) will join them on the same
 #: worker loop and messages.
@@ -51,3 +59,15 @@ class PoolConfig:
             value = getattr(self, name)
             if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
+
+
+def build_strategy(
+    config: PoolConfig,
+    scripts: ScriptProviderFactory,
+    settings: WorkerSettings,
+    clock: Callable[[], float] = time.monotonic,
+) -> Strategy:
+    """The strategy ``config`` names, not started yet."""
+    if config.strategy == "threadpool":
+        return ThreadPoolStrategy(scripts, settings, config.workers, clock)
+    return ThreadPerGuildStrategy(scripts, settings, clock)

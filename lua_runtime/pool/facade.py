@@ -49,7 +49,7 @@ from lua_runtime.dry_run import DryRun
 from lua_runtime.events import EVENT_NAMES
 from lua_runtime.guild_vm import ScriptSource
 from lua_runtime.limits import SandboxLimits
-from lua_runtime.pool.config import PoolConfig
+from lua_runtime.pool.config import PoolConfig, build_strategy
 from lua_runtime.pool.errors import (
     EventDropped,
     PoolClosed,
@@ -80,7 +80,6 @@ from lua_runtime.pool.messages import (
 from lua_runtime.pool.provider import ScriptProvider, ScriptProviderFactory, provider_factory
 from lua_runtime.pool.stats import GuildCounters, PoolStats, WorkerStats, latency_bucket
 from lua_runtime.pool.strategy import Pending, Strategy, WorkerHandle
-from lua_runtime.pool.threadpool import ThreadPerGuildStrategy, ThreadPoolStrategy
 from lua_runtime.pool.worker import WorkerSettings
 from lua_runtime.results import OutputLine, ScriptError
 
@@ -145,11 +144,7 @@ class VmPool:
         self.limits = limits = limits or SandboxLimits()
         settings = WorkerSettings(limits, config.guild_cpu_seconds, config.guild_cpu_window_seconds)
         factory = provider_factory(scripts)
-        self._strategy: Strategy
-        if config.strategy == "threadpool":
-            self._strategy = ThreadPoolStrategy(factory, settings, config.workers, clock)
-        else:
-            self._strategy = ThreadPerGuildStrategy(factory, settings, clock)
+        self._strategy: Strategy = build_strategy(config, factory, settings, clock)
         #: Called on the event loop with (guild_id, errors, output) when a VM built for an event had
         #: load errors; the bot sets it to report them to the guild.
         self.on_load_errors = on_load_errors
