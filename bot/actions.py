@@ -240,8 +240,10 @@ async def _delete(
     guild: discord.Guild, channel: Any, action: Mapping[str, Any], settings: GuildSettings
 ) -> None:
     # Deleting the bot's own message needs no permission; anyone else's needs Manage Messages,
-    # which Discord checks for us (a 403 is explained below).
-    await channel.get_partial_message(int(action["message_id"])).delete()
+    # which Discord checks for us (a 403 is explained below). Message.delete() takes no audit
+    # reason, so the route is called directly: the server's audit log then names the script.
+    message = channel.get_partial_message(int(action["message_id"]))
+    await message._state.http.delete_message(channel.id, message.id, reason=audit_reason(action))
 
 
 async def _log(guild: discord.Guild, action: Mapping[str, Any], settings: GuildSettings) -> None:

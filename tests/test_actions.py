@@ -88,8 +88,9 @@ async def test_send_with_an_embed(h: WardenHarness) -> None:
 
 
 async def test_delete_and_react(h: WardenHarness) -> None:
-    message, _ = await command(h, "!delete", MESSAGE, "DELETE", channel_id=h.general.id)
+    message, call = await command(h, "!delete", MESSAGE, "DELETE", channel_id=h.general.id)
     assert message.deleted
+    assert call.reason == "Warden script actor: no reason given"
     message, call = await command(
         h, "!react", MESSAGE + "/reactions/{emoji}/@me", "PUT", channel_id=h.general.id
     )
