@@ -193,6 +193,29 @@ class KVStore:
             ).fetchall()
         return [key for (key,) in rows]
 
+    def usage(self, guild_id: int) -> tuple[int, int]:
+        """The guild's live key count and their total bytes (keys and encoded values), as the
+        quotas count them."""
+        with self._write() as conn:
+            self._purge_expired(conn, guild_id, self._clock())
+            row = conn.execute(
+                "SELECT key_count, total_bytes FROM kv_usage WHERE guild_id = ?", (guild_id,)
+            ).fetchone()
+        return row or (0, 0)
+
+    def entry_bytes(self, guild_id: int, key: str) -> int | None:
+        """The bytes ``key`` and its value count against the total quota; None when it is absent
+        or expired."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT length(CAST(key AS BLOB)) + length(CAST(value AS BLOB)), expires_at FROM kv"
+                " WHERE guild_id = ? AND key = ?",
+                (guild_id, key),
+            ).fetchone()
+        if row is None or (row[1] is not None and row[1] <= self._clock()):
+            return None
+        return row[0]
+
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """A ``BEGIN IMMEDIATE`` transaction, committed on exit, rolled back on any error.
@@ -237,19 +260,7 @@ class KVStore:
             "SELECT key_count, total_bytes FROM kv_usage WHERE guild_id = ?", (guild_id,)
         ).fetchone()
         key_count, total_bytes = usage or (0, 0)
-        if old is None and key_count >= self._limits.kv_max_keys:
-            raise KVQuotaExceeded(
-                f"kv quota: this server has {key_count} keys (the limit); "
-                "delete some with kv.delete or give them a ttl"
-            )
-        new_total = total_bytes - (old[0] if old else 0) + len(key.encode()) + len(encoded.encode())
-        # A write that does not grow the total is allowed even above the limit (the operator may
-        # have lowered it), so that scripts can still shrink their data.
-        if new_total > self._limits.kv_max_total_bytes and new_total > total_bytes:
-            raise KVQuotaExceeded(
-                f"kv quota: this write would bring this server's kv data to {new_total} bytes; "
-                f"the limit is {self._limits.kv_max_total_bytes} bytes"
-            )
+        check_quota(self._limits, key_count, total_bytes, old[0] if old else None, key, encoded)
         conn.execute(
             "INSERT INTO kv (guild_id, key, value, expires_at, updated_at) VALUES (?, ?, ?, ?, ?)"
             " ON CONFLICT (guild_id, key) DO UPDATE SET"
@@ -292,6 +303,28 @@ def encode_value(value: Any, limits: SandboxLimits) -> str:
     return encoded
 
 
+def check_quota(
+    limits: SandboxLimits, key_count: int, total_bytes: int, old_bytes: int | None, key: str, encoded: str
+) -> None:
+    """Refuse a write of ``key`` (``encoded``) that would pass the key-count or total-bytes quota.
+
+    ``key_count`` and ``total_bytes`` are the guild's usage before the write, ``old_bytes`` what the
+    key holds now (None when it is new). A write that does not grow the total is allowed even above
+    the limit (the operator may have lowered it), so that scripts can still shrink their data.
+    """
+    if old_bytes is None and key_count >= limits.kv_max_keys:
+        raise KVQuotaExceeded(
+            f"kv quota: this server has {key_count} keys (the limit); "
+            "delete some with kv.delete or give them a ttl"
+        )
+    new_total = total_bytes - (old_bytes or 0) + len(key.encode()) + len(encoded.encode())
+    if new_total > limits.kv_max_total_bytes and new_total > total_bytes:
+        raise KVQuotaExceeded(
+            f"kv quota: this write would bring this server's kv data to {new_total} bytes; "
+            f"the limit is {limits.kv_max_total_bytes} bytes"
+        )
+
+
 class KeyValueStore(Protocol):
     """What ``@warden/kv`` needs of a store: :class:`KVStore`, or :class:`DryRunKV` in a dry run."""
 
@@ -309,14 +342,18 @@ class DryRunKV:
     """The store of a dry run (``/script test``, ``python -m bot script run``): it changes nothing.
 
     Reads see the guild's real data when ``base`` is given, so a test run meets the same strike
-    counts as the real script would; writes land in memory and vanish with the run. Keys and values
-    are checked as :class:`KVStore` checks them; expiries are accepted and ignored (a run is short).
+    counts as the real script would; writes land in memory and vanish with the run. Keys, values and
+    the key-count and total-bytes quotas are checked as :class:`KVStore` checks them, counting the
+    guild's real data plus the run's writes; expiries are accepted and ignored (a run is short).
     """
 
     def __init__(self, limits: SandboxLimits, base: KVStore | None = None) -> None:
         self._limits = limits
         self._base = base
+        #: (guild, key) -> the value written in this run, or _DELETED.
         self._written: dict[tuple[int, str], Any] = {}
+        #: guild -> [key count, total bytes], the base's usage plus this run's writes.
+        self._usage: dict[int, list[int]] = {}
 
     def get(self, guild_id: int, key: str) -> Any | None:
         check_key(key, self._limits)
@@ -327,12 +364,17 @@ class DryRunKV:
 
     def set(self, guild_id: int, key: str, value: Any, ttl_seconds: float | None = None) -> None:
         check_key(key, self._limits)
-        self._written[(guild_id, key)] = json.loads(encode_value(value, self._limits))
+        self._write(guild_id, key, json.loads(encode_value(value, self._limits)))
 
     def delete(self, guild_id: int, key: str) -> bool:
-        present = self.get(guild_id, key) is not None
+        check_key(key, self._limits)
+        old_bytes = self._entry_bytes(guild_id, key)
         self._written[(guild_id, key)] = _DELETED
-        return present
+        if old_bytes is not None:
+            usage = self._usage_of(guild_id)
+            usage[0] -= 1
+            usage[1] -= old_bytes
+        return old_bytes is not None
 
     def incr(self, guild_id: int, key: str, by: int | float = 1) -> int | float:
         if not _is_number(by):
@@ -341,7 +383,7 @@ class DryRunKV:
         current = 0 if current is None else current
         if not _is_number(current):
             raise KVError(f"kv.incr: the value at {key!r} is a {_describe(current)}, not a number")
-        self._written[(guild_id, key)] = current + by
+        self._write(guild_id, key, current + by)
         return current + by
 
     def keys(self, guild_id: int, prefix: str = "", limit: int = 100) -> list[str]:
@@ -354,6 +396,30 @@ class DryRunKV:
             if guild == guild_id and key.startswith(prefix):
                 (found.discard if value is _DELETED else found.add)(key)
         return sorted(found, key=lambda k: k.encode())[:limit]
+
+    def _write(self, guild_id: int, key: str, value: Any) -> None:
+        encoded = encode_value(value, self._limits)
+        old_bytes = self._entry_bytes(guild_id, key)
+        usage = self._usage_of(guild_id)
+        check_quota(self._limits, usage[0], usage[1], old_bytes, key, encoded)
+        usage[0] += old_bytes is None
+        usage[1] += len(key.encode()) + len(encoded.encode()) - (old_bytes or 0)
+        self._written[(guild_id, key)] = value
+
+    def _entry_bytes(self, guild_id: int, key: str) -> int | None:
+        value = self._written.get((guild_id, key))
+        if value is _DELETED:
+            return None
+        if value is not None:
+            return len(key.encode()) + len(encode_value(value, self._limits).encode())
+        return None if self._base is None else self._base.entry_bytes(guild_id, key)
+
+    def _usage_of(self, guild_id: int) -> list[int]:
+        usage = self._usage.get(guild_id)
+        if usage is None:
+            base = (0, 0) if self._base is None else self._base.usage(guild_id)
+            usage = self._usage[guild_id] = list(base)
+        return usage
 
 
 def _check_plain(value: Any, depth: int) -> None:

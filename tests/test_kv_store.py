@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.storage import migrate
-from lua_runtime.kv_store import MAX_VALUE_DEPTH, KVError, KVQuotaExceeded, KVStore
+from lua_runtime.kv_store import MAX_VALUE_DEPTH, DryRunKV, KVError, KVQuotaExceeded, KVStore
 from lua_runtime.limits import SandboxLimits
 
 GUILD = 1
@@ -453,3 +453,31 @@ def test_kv_store_imports_neither_discord_nor_the_bot() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- dry runs ---------------------------------------------------------------------------------------
+
+
+def test_a_dry_run_meets_the_quotas_of_the_real_data_plus_its_own_writes(small: KVStore) -> None:
+    small.set(GUILD, "a", 1)
+    small.set(GUILD, "b", 1)
+    run = DryRunKV(SMALL, small)
+    run.set(GUILD, "a", 2)  # replaces a real key: no new key
+    run.set(GUILD, "c", 1)
+    with pytest.raises(KVQuotaExceeded, match=r"this server has 3 keys \(the limit\)"):
+        run.set(GUILD, "d", 1)
+    assert run.delete(GUILD, "b")
+    run.set(GUILD, "d", 1)  # the run freed a key
+    assert small.keys(GUILD) == ["a", "b"] and small.get(GUILD, "a") == 1  # nothing written
+
+
+def test_a_dry_run_without_a_store_counts_its_own_writes() -> None:
+    run = DryRunKV(SMALL)
+    for key in ("a", "b", "c"):
+        run.incr(GUILD, key)
+    with pytest.raises(KVQuotaExceeded, match="3 keys"):
+        run.incr(GUILD, "d")
+    run.set(GUILD, "b", "x" * 40)
+    with pytest.raises(KVQuotaExceeded, match="bring this server's kv data to 108 bytes"):
+        run.set(GUILD, "a", "x" * 60)
+    run.set(OTHER_GUILD, "a", 1)  # another guild has its own quota
