@@ -32,7 +32,7 @@ from lupa import lua54
 from lua_runtime.events import EVENT_NAMES
 from lua_runtime.kv_store import KeyValueStore, KVError, KVQuotaExceeded
 from lua_runtime.limits import MiB, SandboxLimits
-from lua_runtime.luau import STDLIB_PATH
+from lua_runtime.luau import LIBRARY_PREFIX, library_chunk
 
 #: Instructions between two budget checks. Each check calls into Python (about 0.3 µs), so this
 #: keeps the check under 1% of guest time while bounding overshoot to well under a millisecond.
@@ -60,7 +60,7 @@ def _bytecode(chunk: str) -> bytes:
     the memory: both count, since every guild VM loads these chunks. Only host chunks are ever
     loaded as bytecode; guest chunks are text-only (mode ``"t"``).
     """
-    path = STDLIB_PATH if chunk == "luau_stdlib" else _LUA_DIR / f"{chunk}.lua"
+    path = library_chunk(chunk) if chunk.startswith(LIBRARY_PREFIX) else _LUA_DIR / f"{chunk}.lua"
     source = path.read_bytes()
     compiler = lua54.LuaRuntime(encoding=None, register_eval=False, register_builtins=False)
     dump = compiler.eval("function(src, name) return string.dump(assert(load(src, name, 't')), true) end")
@@ -116,7 +116,7 @@ class Sandbox:
         )
         if kv is not None:
             config["kv"] = _kv_service(weakref.ref(self), kv)
-        config["luau"] = run(_bytecode("luau_stdlib"))
+        config["luau"] = run(_bytecode("luau_stdlib"), fetch, fetched)
         self._kernel = run(_bytecode("kernel"), config)
         # The host no longer needs these, and nothing may reach them: drop them from the VM.
         run(b"io = nil; package = nil; dofile = nil; loadfile = nil; require = nil")

@@ -3,7 +3,9 @@
 Scripts are written in Luau and run on Lua 5.4 (``lupa.lua54``). :func:`translate` turns a script
 into Lua 5.4 source with every statement on its original line; ``stdlib.lua`` (at
 :data:`STDLIB_PATH`) is the chunk the sandbox runs in each VM to add Luau's library and the helpers
-translated code calls. This package never imports discord.py.
+translated code calls, and it loads the rest of the library in groups (``numbers.lua``,
+``strings.lua``, ``tables.lua``, ``maths.lua``, ``bit32.lua``), each on first use: see
+:func:`library_chunk`. This package never imports discord.py.
 
 The pipeline, one module per job: ``lexer`` (tokens), ``erasure`` (type annotations blanked),
 ``parser`` (tree-sitter, syntax diagnostics), ``translator`` (the tree to Lua 5.4). Translations
@@ -21,10 +23,30 @@ from lua_runtime.luau.lexer import tokenize
 from lua_runtime.luau.parser import parse
 from lua_runtime.luau.translator import translate_tree
 
-__all__ = ["STDLIB_PATH", "LuauSyntaxError", "translate"]
+__all__ = ["LIBRARY_PREFIX", "STDLIB_PATH", "LuauSyntaxError", "group_source", "library_chunk", "translate"]
 
 #: The Lua 5.4 chunk that adds Luau's standard library to a VM (see its header for the contract).
 STDLIB_PATH: Path = Path(__file__).with_name("stdlib.lua")
+
+#: Chunk names of the Luau library start with this; the rest is the file's stem in this folder.
+LIBRARY_PREFIX = "luau_"
+
+
+def library_chunk(name: str) -> Path:
+    """The file of Luau library chunk ``name``: ``luau_stdlib`` or a group such as ``luau_numbers``."""
+    if not name.startswith(LIBRARY_PREFIX):
+        raise ValueError(f"{name!r} is not a Luau library chunk")
+    path = STDLIB_PATH.with_name(name.removeprefix(LIBRARY_PREFIX) + ".lua")
+    if not path.is_file():
+        raise ValueError(f"no Luau library chunk named {name!r}")
+    return path
+
+
+def group_source(name: str) -> bytes:
+    """The source of library group ``name``, for a runtime that runs stdlib.lua on its own (a test
+    harness): the sandbox hands groups over as bytecode instead (see ``lua_runtime/sandbox.py``)."""
+    return library_chunk(name).read_bytes()
+
 
 #: Distinct sources kept translated: every script of every guild a process serves, with room to spare.
 CACHE_SIZE = 2048
