@@ -4,13 +4,19 @@ A :class:`GuildVM` is the single owner of its Lua runtime (the seed's "one owner
 nothing else keeps a reference to the runtime or to Lua objects from it. Its set of scripts is
 fixed at construction; reloading a guild means building a new ``GuildVM`` and swapping it in
 between two events, which is what makes a reload atomic.
+
+The VM is also the only owner of its scripts' timers (the ``task`` library): threads parked by
+``task.wait``, functions waiting for ``task.delay``. They live in the Lua runtime and end with it,
+which is how a reload, an eviction or a rebuild after a memory-limit error drops them cleanly. The
+VM says when it next needs to run (:attr:`GuildVM.next_timer_due`, on its ``clock``) and its owner
+calls :meth:`GuildVM.run_timers` then.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +24,7 @@ from lupa import lua54
 
 from lua_runtime.events import EVENT_NAMES
 from lua_runtime.kv_store import KeyValueStore
-from lua_runtime.limits import SandboxLimits
+from lua_runtime.limits import MIN_TASK_WAIT_SECONDS, SandboxLimits
 from lua_runtime.luau import LuauSyntaxError, translate
 from lua_runtime.results import MAX_ERROR_CHARS, EventResult, OutputLine, ScriptError
 from lua_runtime.sandbox import GuildKV, Sandbox
@@ -31,6 +37,9 @@ UNTRUSTED_HEAP_SHARE = 0.75
 
 #: Deepest nesting accepted in an event payload (real payloads are three levels deep).
 MAX_PAYLOAD_DEPTH = 8
+
+#: The event name of the result of a run of timers.
+TIMER_EVENT = "timer"
 
 _KERNEL_OUT_OF_MEMORY = object()
 
@@ -115,10 +124,13 @@ class GuildVM:
         scripts: Sequence[ScriptSource],
         limits: SandboxLimits,
         kv_store: KeyValueStore | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """``kv_store`` backs ``@warden/kv``; without one, requiring it is a clear error."""
+        """``kv_store`` backs ``@warden/kv``; without one, requiring it is a clear error. ``clock``
+        (seconds) is the time timers are due on: the worker loop's, or a dry run's virtual one."""
         self.guild_id = guild_id
         self.limits = limits
+        self._clock = clock
         self._kv = GuildKV(kv_store, guild_id) if kv_store is not None else None
         self.scripts: tuple[ScriptSource, ...] = tuple(scripts)
         #: How many times this VM was rebuilt from its scripts after it stopped being trustworthy.
@@ -136,6 +148,15 @@ class GuildVM:
         self._kernel_load_output = kernel["load_output"]
         self._kernel_dispatch = kernel["dispatch"]
         self._kernel_running = kernel["running"]
+        self._kernel_run_timers = kernel["run_timers"]
+        self._kernel_drop_due_timers = kernel["drop_due_timers"]
+        self._kernel_timers = kernel["timers"]
+        limits = self.limits
+        kernel["configure_tasks"](
+            self._clock, limits.max_pending_timers, limits.max_timer_delay_seconds, MIN_TASK_WAIT_SECONDS
+        )
+        self._pending_timers = 0
+        self._next_timer_due: float | None = None
         self.load_errors: list[ScriptError] = []
         self.load_output: list[OutputLine] = []
         handlers: dict[str, list[str]] = {}
@@ -184,6 +205,22 @@ class GuildVM:
     def memory_used(self) -> int:
         return self._sandbox.memory_used()
 
+    @property
+    def pending_timers(self) -> int:
+        """Waits, delays and defers of this VM's scripts not run yet."""
+        return self._pending_timers
+
+    @property
+    def next_timer_due(self) -> float | None:
+        """When the earliest pending timer is due, on the VM's clock; None when none is pending."""
+        return self._next_timer_due
+
+    def _rebuild(self) -> None:
+        """Build the VM again from its scripts after a memory-limit error; its timers are dropped."""
+        self.rebuilds += 1
+        log.info("guild %s: rebuilding its VM after a memory-limit error", self.guild_id)
+        self._load_all()
+
     def dispatch(self, event: str, payload: dict[str, Any]) -> EventResult:
         """Run every loaded handler for ``event`` with ``payload``; never raises for guest faults."""
         names = self._handlers.get(event)
@@ -194,9 +231,7 @@ class GuildVM:
             return result
         check_plain(payload)
         if not self._trusted:
-            self.rebuilds += 1
-            log.info("guild %s: rebuilding its VM after a memory-limit error", self.guild_id)
-            self._load_all()
+            self._rebuild()
             names = self._handlers.get(event)
             if names is None:
                 return result
@@ -213,30 +248,96 @@ class GuildVM:
         except lua54.LuaMemoryError:
             produced = _KERNEL_OUT_OF_MEMORY
         except lua54.LuaError as exc:
-            # The kernel failed around a script (its stack or heap exhausted beyond what the kernel
-            # can inspect): blame the running script and rebuild the VM before the next event.
             log.warning("guild %s: the kernel failed during %s: %s", self.guild_id, event, exc)
             produced = exc
         finally:
             sandbox._in_guest = False
             lua.set_max_memory(sandbox.ceilings.host)
         if produced is _KERNEL_OUT_OF_MEMORY or isinstance(produced, lua54.LuaError):
-            running = self._kernel_running() or names[0]
-            if produced is _KERNEL_OUT_OF_MEMORY:
-                # The kernel's own bookkeeping ran out of room: the running script filled the heap.
-                result.errors.append(ScriptError(running, "memory_limit", self._memory_message()))
-                self._check_trust()
-            else:
-                message = "the script exhausted its VM (stack or memory); it is rebuilt for the next event"
-                result.errors.append(ScriptError(running, "runtime", message))
-                self._trusted = False
+            self._kernel_failed(produced, names[0], result)
             return result
         if produced is None:
+            if self._pending_timers:
+                self._pending_timers, self._next_timer_due = 0, None
             return result
         self._collect(produced, result)
         if any(error.kind == "memory_limit" for error in result.errors):
             self._check_trust()
         return result
+
+    def run_timers(self) -> EventResult:
+        """Resume the threads whose timers are due now, in due order; never raises for guest faults.
+
+        Each resumption is a turn of its own, with the budgets of an event (CPU, actions, output);
+        the threads it defers run in its turn. The run starts no new resumption once it has used
+        one event's CPU budget: the timers still due stay due (:attr:`next_timer_due` says so), so
+        that the worker can serve other guilds before it comes back. The result is the event
+        ``"timer"``'s: actions, output and errors as for an event, ``scripts`` those whose
+        threads ran. A VM that stopped being trustworthy is rebuilt instead, which drops its timers.
+        """
+        result = EventResult(TIMER_EVENT)
+        if not self._pending_timers:
+            return result
+        if not self._trusted:
+            self._rebuild()
+            return result
+        sandbox = self._sandbox
+        lua = sandbox.lua
+        lua.set_max_memory(sandbox.ceilings.guest)
+        sandbox._in_guest = True
+        try:
+            produced = self._kernel_run_timers(self._clock(), self._budget_s, self._budget_ms, self._budget_s)
+        except lua54.LuaMemoryError:
+            produced = _KERNEL_OUT_OF_MEMORY
+        except lua54.LuaError as exc:
+            log.warning("guild %s: the kernel failed running timers: %s", self.guild_id, exc)
+            produced = exc
+        finally:
+            sandbox._in_guest = False
+            lua.set_max_memory(sandbox.ceilings.host)
+        if produced is _KERNEL_OUT_OF_MEMORY or isinstance(produced, lua54.LuaError):
+            self._kernel_failed(produced, self.scripts[0].name, result)
+            return result
+        if produced is None:
+            self._pending_timers, self._next_timer_due = 0, None
+            return result
+        ran = produced["ran"]
+        if ran is not None:
+            result.scripts = list(dict.fromkeys(ran.values()))
+        self._collect(produced, result)
+        if any(error.kind == "memory_limit" for error in result.errors):
+            self._check_trust()
+        return result
+
+    def drop_due_timers(self, message: str) -> EventResult:
+        """Drop the timers due now without running them: one ``limit`` error each, with ``message``
+        and the line that set the timer. For a guild whose CPU budget is spent: its timers are not
+        deferred, since a deferred resumption would still cost the CPU the guild was denied."""
+        result = EventResult(TIMER_EVENT)
+        if not self._pending_timers:
+            return result
+        for record in self._kernel_drop_due_timers(self._clock()).values():
+            result.errors.append(ScriptError(record["script"], "limit", message, record["line"]))
+        self._refresh_timers()
+        return result
+
+    def _refresh_timers(self) -> None:
+        self._pending_timers, self._next_timer_due = self._kernel_timers()
+
+    def _kernel_failed(self, produced: Any, fallback_script: str, result: EventResult) -> None:
+        """The kernel itself failed around guest code: blame the running script."""
+        running = self._kernel_running() or fallback_script
+        if produced is _KERNEL_OUT_OF_MEMORY:
+            # The kernel's own bookkeeping ran out of room: the running script filled the heap.
+            result.errors.append(ScriptError(running, "memory_limit", self._memory_message()))
+            self._check_trust()
+        else:
+            # Its stack or heap exhausted beyond what the kernel can inspect: rebuild the VM before
+            # its next event (or timer).
+            message = "the script exhausted its VM (stack or memory); it is rebuilt for the next event"
+            result.errors.append(ScriptError(running, "runtime", message))
+            self._trusted = False
+        self._refresh_timers()
 
     def _collect(self, produced: Any, result: EventResult) -> None:
         errors = produced["errors"]
@@ -249,6 +350,8 @@ class GuildVM:
         if actions is not None:
             result.actions = [lua_to_python(action) for action in actions.values()]
         self._take_output(produced, result.output)
+        self._pending_timers = produced["timers"] or 0
+        self._next_timer_due = produced["next_due"]
 
     @staticmethod
     def _take_output(produced: Any, into: list[OutputLine]) -> None:

@@ -12,6 +12,11 @@ from dataclasses import dataclass
 KiB = 1024
 MiB = 1024 * KiB
 
+#: The shortest ``task.wait``/``task.delay``, in seconds: about one frame, as on Roblox. A shorter
+#: wait (``task.wait()``, ``task.wait(0)``) waits this long, so that a loop of waits cannot keep its
+#: worker busy.
+MIN_TASK_WAIT_SECONDS = 1 / 60
+
 
 @dataclass(frozen=True, slots=True)
 class SandboxLimits:
@@ -37,6 +42,11 @@ class SandboxLimits:
     kv_max_value_bytes: int = 64 * KiB
     #: Encoded size of all of one guild's KV keys and values together, in bytes.
     kv_max_total_bytes: int = 4 * MiB
+    #: ``task`` waits, delays and defers one guild's scripts may have pending at once. Each timer's
+    #: resumption then runs with the budgets of an event (CPU, actions, output).
+    max_pending_timers: int = 100
+    #: Longest ``task.wait``/``task.delay``, in seconds.
+    max_timer_delay_seconds: int = 900
 
     def __post_init__(self) -> None:
         for name in self.__slots__:  # type: ignore[attr-defined]

@@ -19,7 +19,12 @@
 --   kv_max_key_bytes  longest KV key
 --   luau           what lua_runtime/luau/stdlib.lua returned: { globals = {...}, tostring = f }
 --   events         array of the event names scripts may handle
--- Returns the kernel: { compile = f, load = f, dispatch = f, running = f, load_output = f }.
+-- Returns the kernel: { compile = f, load = f, dispatch = f, running = f, load_output = f,
+-- configure_tasks = f, run_timers = f, drop_due_timers = f, timers = f }.
+--
+-- The `task` library (task.lua) is compiled into the VM when a script first reads the `task` global;
+-- this chunk keeps only what running guest code in threads needs: the registry of the coroutines it
+-- runs, and the WAIT sentinel a waiting thread yields to the kernel.
 local config = ...
 
 local clock = config.clock
@@ -43,12 +48,17 @@ local tconcat = table.concat
 -- so a guest that catches it learns nothing and changes nothing.
 local STOP = setmetatable({}, { __metatable = false, __tostring = function() return "stopped" end })
 
--- Per-event state. `exhausted` is nil, "time_limit", "memory_limit" or "limit".
+-- Per-call state (one event, or one run of due timers), and per-turn state (the event's handlers
+-- share one turn; each timer's resumption is a turn of its own). `exhausted` is nil, "time_limit",
+-- "memory_limit" or "limit"; `exhausted_line` is the author's line when the stop happened in another
+-- thread than the one that reports it (a task.spawn'ed thread).
 local deadline, budget_ms = 0, 0
-local exhausted, exhausted_message = nil, nil
-local actions, n_actions = {}, 0
+local exhausted, exhausted_message, exhausted_line = nil, nil, nil
+local actions, n_actions, turn_actions = {}, 0, 0
 local out_script, out_text, n_output, output_bytes = {}, {}, 0, 0
+local errors, n_errors = {}, 0
 local current = nil -- name of the script whose code is running
+local in_turn = false -- true while a handler or a timer runs: only then do task functions work
 
 local function sanitize(s)
   -- Strings cross into Python, which refuses invalid UTF-8: replace every byte of a bad string's
@@ -173,16 +183,21 @@ local function wrap_result(ok, ...)
   return ...
 end
 
--- The coroutines the kernel runs handlers in (see run_guest). A script can get hold of one with
--- coroutine.running(); resuming one would let it run in another script's turn, so guests never can.
--- Closing one is harmless: the kernel never reuses a runner that is not suspended where it left it.
-local RUNNERS = setmetatable({}, { __mode = "k" })
+-- THREADS: the coroutines the kernel resumes itself, the runners handlers run in (see run_guest) and
+-- task threads (task.lua). A script can get hold of one with coroutine.running(); resuming one
+-- would let it run in another script's turn, or before its timer is due, so guests never can.
+-- WAITING: those of them waiting for a timer or a deferred turn. Closing one would lose its timer
+-- behind the task library's back (task.cancel is the way); closing any other is harmless, since the
+-- kernel never reuses a runner that is not suspended where it left it.
+local THREADS = setmetatable({}, { __mode = "k" })
+local WAITING = setmetatable({}, { __mode = "k" })
+local co_close = coroutine.close
 
 local guest_coroutine = {
   -- Hooks are per coroutine in Lua 5.4: every coroutine a script creates gets the budget hook.
   create = function(f) return arm(co_create(f)) end,
   resume = function(co, ...)
-    if RUNNERS[co] then return false, "cannot resume non-suspended coroutine" end
+    if THREADS[co] then return false, "cannot resume a coroutine that Warden runs (a handler's or a task's)" end
     return resumed(co_resume(co, ...))
   end,
   wrap = function(f)
@@ -193,7 +208,10 @@ local guest_coroutine = {
   status = coroutine.status,
   running = coroutine.running,
   isyieldable = coroutine.isyieldable,
-  close = coroutine.close,
+  close = function(co)
+    if WAITING[co] then error("cannot close a thread that waits for its timer; use task.cancel", 2) end
+    return co_close(co)
+  end,
 }
 
 local function guest_print(...)
@@ -215,7 +233,7 @@ local function guest_print(...)
 end
 
 local function push_action(action)
-  if n_actions >= MAX_ACTIONS then
+  if n_actions - turn_actions >= MAX_ACTIONS then
     stop("limit", "too many actions in one event (the limit is " .. MAX_ACTIONS .. ")")
   end
   action.script = current
@@ -371,12 +389,33 @@ for i = 1, #config.events do EVENTS[config.events[i]] = true end
 
 -- Running guest code ------------------------------------------------------------------------------
 
+local tasks = nil -- the task library's scheduler, once a script has used `task` (see below)
+
 local function begin(new_deadline, new_budget_ms)
   deadline, budget_ms = new_deadline, new_budget_ms
-  exhausted, exhausted_message = nil, nil
+  exhausted, exhausted_message, exhausted_line = nil, nil, nil
+  in_turn = false
   if n_actions > 0 then actions, n_actions = {}, 0 end
+  turn_actions = 0
   if n_output > 0 then out_script, out_text, n_output = {}, {}, 0 end
   output_bytes = 0
+  if n_errors > 0 then errors, n_errors = {}, 0 end
+  -- Deferred threads are always run or dropped before a call returns; a kernel failure (a host
+  -- out-of-memory error) can leave some behind, and they must not run in another event's turn.
+  if tasks then tasks.drop_deferred() end
+end
+
+-- A new turn within the call: a timer's resumption gets a budget, actions and output of its own.
+local function begin_turn(budget_s)
+  deadline = clock() + budget_s
+  exhausted, exhausted_message, exhausted_line = nil, nil, nil
+  turn_actions = n_actions
+  output_bytes = 0
+end
+
+local function add_error(script, kind, message, line)
+  n_errors = n_errors + 1
+  errors[n_errors] = { script = script, kind = kind, message = message, line = line }
 end
 
 local function error_text(err)
@@ -411,7 +450,7 @@ local function failure(co, err, name)
   local source = "=" .. name
   -- A coroutine that died of a stack overflow next to a full heap leaves no room to inspect it.
   local found, line = pcall(author_line, co, source)
-  line = co and found and line or nil
+  line = exhausted_line or (co and found and line) or nil
   -- Messages carry "name:LINE: " in front; the line travels separately.
   local prefix_line, rest = str_match(message, "^[^\n:]*:(%d+): (.*)$")
   if prefix_line and str_sub(message, 1, #name + 1) == name .. ":" then
@@ -424,8 +463,10 @@ end
 -- Guest code runs in a runner: a hooked coroutine that calls one function per resume and yields
 -- DONE with its result. A runner that finished cleanly is kept for the next call, which saves
 -- creating and arming a coroutine on every event; one that failed (or was left suspended by a
--- guest yield) is dropped, its stack kept for the error's line.
+-- guest yield) is dropped, its stack kept for the error's line. A runner whose handler called
+-- task.wait yields WAIT instead: it is parked with the task library until its timer is due.
 local DONE = setmetatable({}, { __metatable = false })
+local WAIT = setmetatable({}, { __metatable = false })
 local co_yield = coroutine.yield
 local idle_runner = nil
 
@@ -443,10 +484,14 @@ local function run_guest(name, f, arg)
   idle_runner = nil
   if co == nil or co_status(co) ~= "suspended" then
     co = arm(co_create(runner_loop))
-    RUNNERS[co] = true
+    THREADS[co] = true
   end
-  local ok, tag, result = co_resume(co, f, arg)
+  local ok, tag, result, line = co_resume(co, f, arg)
   if ok and tag ~= DONE then
+    if tag == WAIT and not exhausted then
+      tasks.park(co, name, result, line)
+      return nil, nil
+    end
     ok, tag = false, "attempt to yield from outside a coroutine"
   end
   if not ok or exhausted then
@@ -456,13 +501,65 @@ local function run_guest(name, f, arg)
   return nil, result
 end
 
+-- Resumes `co`, a runner or task thread of script `name`, with `...`, until it finishes, waits or
+-- fails. Returns nil, or kind, message, line.
+local function resume_thread(name, co, ...)
+  current = name
+  local ok, tag, due, line = co_resume(co, ...)
+  if ok and tag ~= DONE then
+    if tag == WAIT and not exhausted then
+      tasks.park(co, name, due, line)
+      return nil
+    end
+    ok, tag = false, "attempt to yield from outside a coroutine"
+  end
+  if not ok or exhausted then
+    return failure(co, tag, name)
+  end
+  -- A runner whose handler finished is suspended in runner_loop again, as good as new.
+  if idle_runner == nil and co_status(co) == "suspended" then idle_runner = co end
+  return nil
+end
+
+-- The task library, compiled into the VM on a script's first read of the `task` global. ----------
+
+local task_config = nil -- what the host gave configure_tasks
+
+local function load_tasks()
+  tasks = host_module("task")({
+    THREADS = THREADS, WAITING = WAITING, WAIT = WAIT, DONE = DONE, arm = arm,
+    resume = resume_thread, begin_turn = begin_turn, add_error = add_error, stop = stop,
+    describe = describe, clock = clock,
+    -- Ends the running turn because a thread it resumed spent a budget: the line is that thread's.
+    unwind = function(kind, line)
+      exhausted = exhausted or kind
+      exhausted_line = exhausted_line or line
+      error(STOP, 0)
+    end,
+    spent = function() return exhausted end,
+    clear = function() exhausted, exhausted_line = nil, nil end,
+    current = function() return current end,
+    in_turn = function() return in_turn end,
+    now = task_config.now, max_pending = task_config.max_pending, max_delay = task_config.max_delay,
+    min_wait = task_config.min_wait,
+  })
+  return tasks
+end
+
+setmetatable(BASE, {
+  __index = function(_, name)
+    if name ~= "task" or task_config == nil then return nil end
+    local lib = readonly((tasks or load_tasks()).lib)
+    BASE.task = lib
+    return lib
+  end,
+})
+
 -- Loaded scripts: handlers[event] is an array of { name = script, fn = handler } in load order.
 local handlers = {}
 
 local kernel = {}
 
--- Compiles and runs a script's top level. Returns nil and the array of events it handles, or
--- kind, message, line. Output printed at the top level is returned with dispatch-style results.
 -- Compiles a script without running it: nil and the chunk, or "syntax", message, line.
 local function compile(name, lua_source)
   local env = setmetatable({}, ENV_MT)
@@ -480,6 +577,8 @@ function kernel.compile(source)
   return nil, nil, nil
 end
 
+-- Compiles and runs a script's top level. Returns nil and the array of events it handles, or
+-- kind, message, line. Output printed at the top level is returned with dispatch-style results.
 function kernel.load(source, load_deadline, load_budget_ms)
   local name = source[1]
   begin(load_deadline, load_budget_ms)
@@ -522,38 +621,74 @@ local function copy_plain(t)
   return c
 end
 
+-- What one call produced, or nil when it produced nothing and no timer is pending: { errors,
+-- actions, out_script, out_text (arrays or nil), timers (pending count), next_due (the earliest
+-- timer's due time), ran (the scripts whose timers ran) }.
+local function produced(ran)
+  local pending = tasks and tasks.count() or 0
+  if n_errors == 0 and n_actions == 0 and n_output == 0 and pending == 0 and ran == nil then return nil end
+  return { errors = n_errors > 0 and errors or nil, actions = n_actions > 0 and actions or nil,
+           out_script = n_output > 0 and out_script or nil, out_text = n_output > 0 and out_text or nil,
+           timers = pending > 0 and pending or nil, next_due = pending > 0 and tasks.next_due() or nil,
+           ran = ran }
+end
+
 -- Runs every loaded handler for `event`, in load order, until the event's budget is spent. Returns
--- nil when nothing was produced, else { errors = {...}, actions = {...}, out_script = {...},
--- out_text = {...} }. Every handler but the last gets a copy of `payload` and the last the
--- original, so that one script cannot rewrite what the next one sees.
+-- what produced() says. Every handler but the last gets a copy of `payload` and the last the
+-- original, so that one script cannot rewrite what the next one sees. Threads a handler deferred
+-- run right after it, in the event's budget.
 function kernel.dispatch(event, payload, event_deadline, event_budget_ms)
   local list = handlers[event]
   if not list then return nil end
   begin(event_deadline, event_budget_ms)
-  local errors, spent_by = nil, nil
+  in_turn = true
+  local spent_by = nil
   for i = 1, #list do
     local entry = list[i]
-    local kind, message, line
     if spent_by then
-      kind, line = exhausted, nil
-      message = "not run: the event's " .. (exhausted == "time_limit" and "CPU" or "memory")
-        .. " budget was used up by script " .. spent_by
+      add_error(entry.name, exhausted, "not run: the event's " .. (exhausted == "time_limit" and "CPU" or "memory")
+        .. " budget was used up by script " .. spent_by, nil)
     else
-      kind, message, line = run_guest(entry.name, entry.fn, i == #list and payload or copy_plain(payload))
-    end
-    if kind then
-      errors = errors or {}
-      errors[#errors + 1] = { script = entry.name, kind = kind, message = message, line = line }
+      local kind, message, line = run_guest(entry.name, entry.fn, i == #list and payload or copy_plain(payload))
+      if kind then add_error(entry.name, kind, message, line) end
+      if tasks then kind = tasks.after_turn(kind) end
       if kind == "time_limit" or kind == "memory_limit" then
-        spent_by = spent_by or entry.name
-      else
-        exhausted = nil -- a quota or an error ends one script's turn; the next script runs as usual
+        spent_by = entry.name
+      elseif kind then
+        exhausted, exhausted_line = nil, nil -- a quota or an error ends one script's turn; the next runs as usual
       end
     end
   end
-  if not errors and n_actions == 0 and n_output == 0 then return nil end
-  return { errors = errors, actions = n_actions > 0 and actions or nil,
-           out_script = n_output > 0 and out_script or nil, out_text = n_output > 0 and out_text or nil }
+  return produced(nil)
+end
+
+-- The task library's settings, from the host: now() is the clock timers are due on (seconds),
+-- max_pending the pending waits, delays and defers a guild may have, max_delay the longest wait
+-- and min_wait the shortest, in seconds. Without this call, `task` is not available.
+function kernel.configure_tasks(now, max_pending, max_delay, min_wait)
+  task_config = { now = now, max_pending = max_pending, max_delay = max_delay, min_wait = min_wait }
+end
+
+-- Resumes the threads whose timers are due at `at`, in due order, each in a turn of its own with a
+-- budget of `budget_s` seconds of CPU; starts no new one once the call has used `spend_s`. Returns
+-- what produced() says (nil when no timer was due and none is pending).
+function kernel.run_timers(at, budget_s, turn_budget_ms, spend_s)
+  if not tasks then return nil end
+  begin(0, turn_budget_ms)
+  in_turn = true
+  return produced(tasks.run_due(at, budget_s, spend_s))
+end
+
+-- Drops the timers due at `at` without running them. Returns an array of { script, line }.
+function kernel.drop_due_timers(at)
+  if not tasks then return {} end
+  return tasks.drop_due(at)
+end
+
+-- The pending timers: their count, and the earliest one's due time (nil when none).
+function kernel.timers()
+  if not tasks or tasks.count() == 0 then return 0, nil end
+  return tasks.count(), tasks.next_due()
 end
 
 -- The script whose code ran last: the one to blame when the kernel itself runs out of memory.
