@@ -2,7 +2,8 @@
 
 The bot uses :class:`VmPool`; the rest of this package is its machinery: the messages
 (``messages.py``), the worker loop every strategy runs (``worker.py``), the thread strategies
-(``threadpool.py``) and the counters (``stats.py``).
+(``threadpool.py``), the process strategy and its supervisor (``processpool.py``) and the counters
+(``stats.py``).
 """
 
 from lua_runtime.pool.config import STRATEGIES, PoolConfig

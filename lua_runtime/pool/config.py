@@ -8,14 +8,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from lua_runtime.pool.processpool import (
+    DEADLINE_FACTOR,
+    DEADLINE_FLOOR_SECONDS,
+    ProcessPoolStrategy,
+    WorkerDeadline,
+)
 from lua_runtime.pool.provider import ScriptProviderFactory
 from lua_runtime.pool.strategy import Strategy
 from lua_runtime.pool.threadpool import ThreadPerGuildStrategy, ThreadPoolStrategy
 from lua_runtime.pool.worker import WorkerSettings
 
-#: The strategies this package implements. ``processpool`` (DESIGN.md) will join them on the same
-#: worker loop and messages.
-STRATEGIES = ("threadpool", "thread-per-guild")
+#: The strategies this package implements, all on the same worker loop and messages.
+STRATEGIES = ("threadpool", "thread-per-guild", "processpool")
 
 
 def _cores() -> int:
@@ -32,10 +37,12 @@ class PoolConfig:
     average with bursts of a full second.
     """
 
-    #: ``threadpool`` (guild VMs spread over ``workers`` threads) or ``thread-per-guild`` (legacy:
-    #: one thread per guild, started on demand and reaped with the guild's VM).
+    #: ``threadpool`` (guild VMs spread over ``workers`` threads), ``thread-per-guild`` (legacy:
+    #: one thread per guild, started on demand and reaped with the guild's VM) or ``processpool``
+    #: (guild VMs spread over ``workers`` processes, so a crash or a stall in C costs one process).
     strategy: str = "threadpool"
-    #: Worker threads of the ``threadpool`` strategy (``VM_WORKERS``).
+    #: Worker threads of the ``threadpool`` strategy, worker processes of ``processpool``
+    #: (``VM_WORKERS``).
     workers: int = field(default_factory=_cores)
     #: A guild VM that handled nothing for this long is closed; the next event rebuilds it.
     idle_seconds: float = 900.0
@@ -47,6 +54,11 @@ class PoolConfig:
     guild_cpu_seconds: float = 1.0
     #: The window of ``guild_cpu_seconds``, in seconds.
     guild_cpu_window_seconds: float = 10.0
+    #: ``processpool``: a worker process whose event (or VM build) is still running after
+    #: ``max(worker_deadline_seconds, worker_deadline_factor * its CPU budget)`` of wall time is
+    #: killed and replaced (see :class:`~lua_runtime.pool.processpool.WorkerDeadline`).
+    worker_deadline_seconds: float = DEADLINE_FLOOR_SECONDS
+    worker_deadline_factor: float = DEADLINE_FACTOR
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -55,7 +67,13 @@ class PoolConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("idle_seconds", "guild_cpu_seconds", "guild_cpu_window_seconds"):
+        for name in (
+            "idle_seconds",
+            "guild_cpu_seconds",
+            "guild_cpu_window_seconds",
+            "worker_deadline_seconds",
+            "worker_deadline_factor",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
@@ -70,4 +88,7 @@ def build_strategy(
     """The strategy ``config`` names, not started yet."""
     if config.strategy == "threadpool":
         return ThreadPoolStrategy(scripts, settings, config.workers, clock)
+    if config.strategy == "processpool":
+        deadline = WorkerDeadline(config.worker_deadline_seconds, config.worker_deadline_factor)
+        return ProcessPoolStrategy(scripts, settings, config.workers, clock, deadline=deadline)
     return ThreadPerGuildStrategy(scripts, settings, clock)

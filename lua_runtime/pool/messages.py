@@ -92,13 +92,28 @@ class Shutdown:
     drain_seconds: float
 
 
+#: How an injected fault strikes. ``raise``: the worker's loop raises, exactly as an unexpected bug
+#: would (every strategy). The others end the worker's process the way only a worker process can
+#: survive, so only the ``processpool`` strategy takes them: ``kill`` (the process sends itself
+#: SIGKILL), ``abort`` (lupa's panic on an out-of-memory error outside a protected call: SIGABRT),
+#: ``stall`` (a call into Lua's C pattern matcher that does not return for ages, made while the
+#: worker is armed with an event's budget, so that the supervisor has to kill it).
+FaultKind = Literal["raise", "kill", "abort", "stall"]
+
+
 @dataclass(slots=True)
 class InjectFault:
-    """Make the worker's loop raise, exactly as an unexpected bug would: fault injection for tests
-    and drills of the crash recovery."""
+    """Make the worker fail: fault injection for tests and drills of the crash recovery. Only the
+    facade sends it; no script can.
+
+    ``delay_seconds`` (``kill`` and ``abort``) lets the worker go on for that long first, so that
+    the fault lands in the middle of whatever it runs next, such as an event sent just before.
+    """
 
     request_id: int
     reason: str
+    kind: FaultKind = "raise"
+    delay_seconds: float = 0.0
 
 
 #: Requests that belong to one guild and run in that guild's order.
