@@ -4,7 +4,8 @@
 incident reporter) and the small in-memory indexes that keep the per-event path cheap: which events
 each guild's enabled scripts handle, what each script was granted, and each guild's settings. The
 cogs call :meth:`WardenBot.run_event` for events and :meth:`WardenBot.scripts_changed` after a
-script command.
+script command. What the scripts' timers (``task.wait``, ``task.delay``) produce comes from the pool
+on its own, and takes the same way to Discord and to the guild's admins as an event's result.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class WardenBot(commands.Bot):
         self._handled: dict[int, frozenset[str]] = {}
         self._grants: dict[int, dict[str, frozenset[str]]] = {}
         pool.on_load_errors = self._load_errors
+        pool.on_timer_result = self._timer_result
         self._background: set[asyncio.Task[None]] = set()
 
     async def setup_hook(self) -> None:
@@ -129,16 +131,35 @@ class WardenBot(commands.Bot):
                 incident = Incident("(all scripts)", "internal", f"the {event} event was not run: {exc}")
                 await self.reporter.record(guild, guild_id, settings, None, [incident])
                 return
-            outcomes = []
-            if result.actions and guild is not None:
-                outcomes = await self.executor.execute(
-                    guild, result.actions, self._grants[guild_id], settings
-                )
-            incidents = incidents_of(result, outcomes)
-            if incidents or result.output:
-                await self.reporter.record(guild, guild_id, settings, result, incidents)
+            await self._carry_out(guild, guild_id, settings, result)
         except Exception:
             log.exception("guild %s: handling %s failed", guild_id, event)
+
+    async def _carry_out(
+        self, guild: discord.Guild | None, guild_id: int, settings: GuildSettings, result: EventResult
+    ) -> None:
+        """Execute ``result``'s actions (each checked against its script's grants), then log its
+        output and report its errors and failed actions."""
+        outcomes = []
+        if result.actions and guild is not None:
+            grants = self._grants.get(guild_id, {})
+            outcomes = await self.executor.execute(guild, result.actions, grants, settings)
+        incidents = incidents_of(result, outcomes)
+        if incidents or result.output:
+            await self.reporter.record(guild, guild_id, settings, result, incidents)
+
+    def _timer_result(self, guild_id: int, result: EventResult) -> None:
+        """The guild's timers ran and produced something: carry it out as an event's result."""
+        task = self.loop.create_task(self._run_timer_result(guild_id, result))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _run_timer_result(self, guild_id: int, result: EventResult) -> None:
+        try:
+            settings = await self.guild_settings(guild_id)
+            await self._carry_out(self.get_guild(guild_id), guild_id, settings, result)
+        except Exception:
+            log.exception("guild %s: carrying out its timers' result failed", guild_id)
 
     def _load_errors(self, guild_id: int, errors: list[ScriptError], output: list[OutputLine]) -> None:
         """A guild VM built for an event had scripts that failed to load: tell the guild."""

@@ -3,6 +3,13 @@
 This is the single code path behind ``python -m bot script run``/``check``, the pool's dry-run
 action and ``/script test``: a fresh :class:`GuildVM` with the default limits, the same loading,
 the same kernel. The actions come back as data; nothing reaches Discord.
+
+A dry run never sleeps. The VM runs on a virtual clock: after the handler, the timers it set
+(``task.wait``, ``task.delay``) run at once, in due order, each as the VM would run it when due, and
+the actions they ask for carry ``after``, the seconds between the event and their timer. A script
+may wait in a loop forever, so timers are followed for :data:`TIMER_HORIZON_SECONDS` of virtual
+time, :data:`MAX_TIMER_RUNS` runs and :data:`TIMER_CPU_BUDGETS` event budgets of CPU at most; those
+left are counted in ``pending_timers``.
 """
 
 from __future__ import annotations
@@ -16,8 +23,28 @@ from lua_runtime.events import sample_payload
 from lua_runtime.guild_vm import GuildVM, ScriptRejected, ScriptSource, translate_script
 from lua_runtime.kv_store import DryRunKV, KeyValueStore
 from lua_runtime.limits import SandboxLimits
-from lua_runtime.results import ScriptError
+from lua_runtime.results import EventResult, ScriptError
 from lua_runtime.sandbox import Sandbox
+
+#: Virtual seconds after the event for which a dry run follows the timers: the default longest delay.
+TIMER_HORIZON_SECONDS = 900.0
+#: Runs of due timers a dry run makes at most.
+MAX_TIMER_RUNS = 100
+#: A dry run starts no new run of timers once its timers have used this many event CPU budgets.
+TIMER_CPU_BUDGETS = 2
+#: The most CPU one dry run can use, in event budgets: building its VM and loading the script (two),
+#: the handler (one), and the timers (a run started under TIMER_CPU_BUDGETS may use two more).
+MAX_CPU_BUDGETS = 7
+
+
+class VirtualClock:
+    """A dry run's clock: it stands still, and moves only when the run moves it to a timer."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 @dataclass(slots=True)
@@ -33,6 +60,8 @@ class DryRun:
     handled_events: list[str] = field(default_factory=list)
     cpu_ms: float = 0.0
     memory_bytes: int = 0
+    #: Timers still pending when the run stopped following them (see the module's docstring).
+    pending_timers: int = 0
 
     @property
     def ok(self) -> bool:
@@ -59,9 +88,15 @@ def check_script(script: ScriptSource, limits: SandboxLimits) -> ScriptError | N
     return None if kind is None else ScriptError(script.name, kind, message, line)
 
 
-def _load(run: DryRun, script: ScriptSource, limits: SandboxLimits, kv: KeyValueStore | None) -> GuildVM:
+def _load(
+    run: DryRun,
+    script: ScriptSource,
+    limits: SandboxLimits,
+    kv: KeyValueStore | None,
+    clock: VirtualClock | None = None,
+) -> GuildVM:
     # Dry runs never write real data: without a store of the caller's, @warden/kv is an empty one.
-    vm = GuildVM(0, [script], limits, kv if kv is not None else DryRunKV(limits))
+    vm = GuildVM(0, [script], limits, kv if kv is not None else DryRunKV(limits), clock or VirtualClock())
     run.output.extend(line.text for line in vm.load_output)
     run.error = vm.load_errors[0] if vm.load_errors else None
     run.handled_events = sorted(vm.handled_events)
@@ -98,12 +133,32 @@ def dry_run(
         payload = sample_payload(event)
     run = DryRun(script.name, event)
     started = time.thread_time()
-    vm = _load(run, script, limits, kv)
+    clock = VirtualClock()
+    vm = _load(run, script, limits, kv, clock)
     if run.error is None:
-        result = vm.dispatch(event, payload)
-        run.actions = result.actions
-        run.output.extend(line.text for line in result.output)
-        run.error = result.errors[0] if result.errors else None
+        _take(run, vm.dispatch(event, payload), None)
+        _follow_timers(run, vm, clock)
     run.cpu_ms = (time.thread_time() - started) * 1000
     run.memory_bytes = vm.memory_used()
     return run
+
+
+def _take(run: DryRun, result: EventResult, after: float | None) -> None:
+    """Add what the handler (``after`` None) or a run of timers ``after`` seconds produced."""
+    for action in result.actions:
+        run.actions.append(action if after is None else {**action, "after": after})
+    run.output.extend(line.text for line in result.output)
+    if run.error is None and result.errors:
+        run.error = result.errors[0]
+
+
+def _follow_timers(run: DryRun, vm: GuildVM, clock: VirtualClock) -> None:
+    """Run the timers the handler set, in virtual time, as the worker would run them when due."""
+    allowance = time.thread_time() + TIMER_CPU_BUDGETS * vm.limits.cpu_ms_per_event / 1000
+    for _ in range(MAX_TIMER_RUNS):
+        due = vm.next_timer_due
+        if due is None or due > TIMER_HORIZON_SECONDS or time.thread_time() >= allowance:
+            break
+        clock.now = max(clock.now, due)
+        _take(run, vm.run_timers(), round(clock.now, 3))
+    run.pending_timers = vm.pending_timers

@@ -19,6 +19,11 @@ Results and failures:
   eviction or a crash) has nobody waiting on its load: its errors and top-level output go to the
   ``on_load_errors(guild_id, errors, output)`` callback, on the event loop, before the event's own
   result is delivered.
+* Timers (``task.wait``, ``task.delay``) run on the guild's worker when they are due, with nobody
+  waiting on them: what a run produced goes to the ``on_timer_result(guild_id, result)`` callback,
+  on the event loop, and counts in the guild's stats like an event. A guild with timers pending is
+  not idle, so idle eviction keeps its VM (and its timers); closing VMs to make room past
+  ``max_resident_vms``, a move to the slow lane and a worker crash drop them, and say so in the log.
 
 Ordering: a guild's requests all go to one worker, which serves them in order. A guild moves to
 another worker only when it has no request open (eviction), when its worker is gone (crash), or
@@ -72,6 +77,8 @@ from lua_runtime.pool.messages import (
     ReportStats,
     ResetGuild,
     Shutdown,
+    TimerResult,
+    TimersPending,
     VmAction,
     VmBuilt,
     WorkerExit,
@@ -82,13 +89,17 @@ from lua_runtime.pool.provider import ScriptProvider, ScriptProviderFactory, pro
 from lua_runtime.pool.stats import GuildCounters, PoolStats, WorkerStats, latency_bucket
 from lua_runtime.pool.strategy import Pending, Strategy, WorkerHandle
 from lua_runtime.pool.worker import WorkerSettings
-from lua_runtime.results import OutputLine, ScriptError
+from lua_runtime.results import EventResult, OutputLine, ScriptError
 
 log = logging.getLogger(__name__)
 
 #: ``on_load_errors(guild_id, errors, output)``: a VM was built for an event and loading its
 #: scripts failed or printed something.
 LoadErrorsCallback = Callable[[int, list[ScriptError], list[OutputLine]], None]
+
+#: ``on_timer_result(guild_id, result)``: a run of the guild's timers produced actions, output or
+#: errors (``result`` is an :class:`EventResult` for the event ``"timer"``).
+TimerResultCallback = Callable[[int, EventResult], None]
 
 #: Longest wait between two rounds of housekeeping (idle eviction, drop logging).
 HOUSEKEEPING_SECONDS = 10.0
@@ -113,7 +124,7 @@ def _not_started() -> asyncio.Future[Any]:
 class _Guild:
     """The facade's record of one guild: where its VM lives, what it has open, its counters."""
 
-    __slots__ = ("counters", "guild_id", "last_used", "moving", "pending", "worker")
+    __slots__ = ("counters", "guild_id", "last_used", "moving", "pending", "timers", "worker")
 
     def __init__(self, guild_id: int) -> None:
         self.guild_id = guild_id
@@ -124,6 +135,8 @@ class _Guild:
         #: Requests sent (or held) and not answered yet.
         self.pending = 0
         self.last_used = 0.0
+        #: Timers pending in its VM, as its worker last said.
+        self.timers = 0
         self.counters = GuildCounters()
 
 
@@ -137,10 +150,12 @@ class VmPool:
         config: PoolConfig | None = None,
         *,
         on_load_errors: LoadErrorsCallback | None = None,
+        on_timer_result: TimerResultCallback | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``scripts`` is a provider shared by all workers (thread-safe) or a factory called on
-        each worker. ``clock`` (seconds, monotonic) times idleness and the CPU budget windows."""
+        each worker. ``clock`` (seconds, monotonic) times idleness, the CPU budget windows and
+        timers."""
         self.config = config = config or PoolConfig()
         self.limits = limits = limits or SandboxLimits()
         settings = WorkerSettings(limits, config.guild_cpu_seconds, config.guild_cpu_window_seconds)
@@ -149,6 +164,9 @@ class VmPool:
         #: Called on the event loop with (guild_id, errors, output) when a VM built for an event had
         #: load errors; the bot sets it to report them to the guild.
         self.on_load_errors = on_load_errors
+        #: Called on the event loop with (guild_id, result) when a run of a guild's timers produced
+        #: actions, output or errors; the bot sets it to carry them out and report them.
+        self.on_timer_result = on_timer_result
         self._clock = clock
         self._guilds: dict[int, _Guild] = {}
         #: Guilds placed on a worker, least recently used first.
@@ -364,14 +382,15 @@ class VmPool:
         """Close the VMs of guilds idle for ``idle_seconds``; returns how many were closed.
 
         The housekeeping task calls this periodically. Guilds with open requests are never
-        evicted: moving a guild with work in flight could reorder its events.
+        evicted: moving a guild with work in flight could reorder its events. Nor are guilds with
+        timers pending: closing their VM would drop the timers.
         """
         cutoff = self._clock() - self.config.idle_seconds
         idle = []
         for guild in self._resident.values():
             if guild.last_used > cutoff:
                 break  # least recently used first: the rest are more recent
-            if guild.pending == 0 and guild.moving is None:
+            if guild.pending == 0 and guild.moving is None and guild.timers == 0:
                 idle.append(guild)
         for guild in idle:
             self._close_vm(guild)
@@ -426,6 +445,13 @@ class VmPool:
         if excess > 0:
             idle = (g for g in resident.values() if g.pending == 0 and g.moving is None)
             for victim in list(itertools.islice(idle, excess)):
+                if victim.timers:
+                    log.warning(
+                        "guild %s: its VM is closed to make room (%d resident); %d pending timers dropped",
+                        victim.guild_id,
+                        len(resident),
+                        victim.timers,
+                    )
                 self._close_vm(victim)
                 victim.counters.evictions += 1
         worker = self._strategy.place(guild.guild_id, slow_lane=slow_lane)
@@ -451,6 +477,7 @@ class VmPool:
         if guild.worker is old:
             self._strategy.release(old, guild.guild_id)
             guild.worker = None
+            guild.timers = 0  # they ended with the VM on the old worker, which logged them
             del self._resident[guild.guild_id]
         requests = [(a, old.pending.pop(a.request_id)) for a in unstarted if a.request_id in old.pending]
         requests += held
@@ -481,6 +508,7 @@ class VmPool:
         worker.send(ResetGuild(NO_REPLY, guild.guild_id))
         self._strategy.release(worker, guild.guild_id)
         guild.worker = None
+        guild.timers = 0
         del self._resident[guild.guild_id]
 
     def _exit_waiter(self, worker_id: int) -> asyncio.Future[None]:
@@ -516,6 +544,13 @@ class VmPool:
                     future.set_exception(self._exception(guild, failure))
             elif type(record) is VmBuilt:
                 self._vm_built(record)
+            elif type(record) is TimerResult:
+                self._timer_result(worker, record)
+            elif type(record) is TimersPending:
+                guild = self._guilds.get(record.guild_id)
+                # From a worker the guild has left, the count is stale: its VM there is gone.
+                if guild is not None and guild.worker is worker:
+                    guild.timers = record.count
             elif type(record) is WorkerExit:
                 self._worker_exited(worker, record)
 
@@ -573,6 +608,27 @@ class VmPool:
         except Exception:
             log.exception("guild %s: the on_load_errors callback failed", record.guild_id)
 
+    def _timer_result(self, worker: WorkerHandle, record: TimerResult) -> None:
+        """Count a run of the guild's timers like an event, and hand over what it produced."""
+        guild = self._guilds.get(record.guild_id)
+        if guild is None:
+            return
+        result = record.result
+        timed_out = guild.counters.record(result, record.cpu_seconds)
+        worker.counters.record(result, record.cpu_seconds)
+        if timed_out:
+            self._noisy(guild, worker)
+        if not (result.actions or result.output or result.errors):
+            return
+        if self.on_timer_result is None:
+            for error in result.errors:
+                log.info("guild %s: a timer of %s failed: %s", record.guild_id, error.script, error)
+            return
+        try:
+            self.on_timer_result(record.guild_id, result)
+        except Exception:
+            log.exception("guild %s: the on_timer_result callback failed", record.guild_id)
+
     def _worker_exited(self, worker: WorkerHandle, record: WorkerExit) -> None:
         """Drop every handle on a worker that exited, fail what it still held, replace it if it
         crashed: the next event of each of its guilds builds a fresh VM on a live worker."""
@@ -582,6 +638,7 @@ class VmPool:
         for guild_id in worker.guilds:
             guild = self._guilds[guild_id]
             guild.worker = None
+            guild.timers = 0
             self._resident.pop(guild_id, None)
         if crashed:
             self._worker_crashes += 1

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from lua_runtime.guild_vm import ScriptSource
-from lua_runtime.results import OutputLine, ScriptError
+from lua_runtime.results import EventResult, OutputLine, ScriptError
 
 #: The request id of a message whose sender wants no reply.
 NO_REPLY = 0
@@ -185,6 +185,30 @@ class WorkerReport:
 
 
 @dataclass(slots=True)
+class TimerResult:
+    """What a run of the guild's due timers produced (``task.wait``, ``task.delay``): an
+    ``EventResult`` for the event ``"timer"``, to be carried out like an event's.
+
+    No request asks for it: the worker runs a guild's timers when they are due, in the guild's
+    order, and sends this on its own. ``cpu_seconds`` is the worker's CPU time for the run.
+    """
+
+    guild_id: int
+    result: EventResult
+    cpu_seconds: float
+
+
+@dataclass(slots=True)
+class TimersPending:
+    """The number of the guild's pending timers is now ``count``; sent, in the same batch as the
+    reply, after any request that changed it (and after a run of timers). A guild with timers
+    pending is not idle: its VM must stay where it is for them to fire."""
+
+    guild_id: int
+    count: int
+
+
+@dataclass(slots=True)
 class WorkerExit:
     """The last record a worker sends. ``crash`` is None for a clean stop, else what killed it."""
 
@@ -192,4 +216,4 @@ class WorkerExit:
     crash: str | None
 
 
-WorkerRecord = Reply | VmBuilt | WorkerExit
+WorkerRecord = Reply | VmBuilt | TimerResult | TimersPending | WorkerExit

@@ -20,20 +20,31 @@ Each guild has a CPU budget: a token bucket holding up to ``cpu_seconds`` of CPU
 continuously over ``cpu_window_seconds``. An event that finds its guild's bucket empty is dropped
 with the reason ``cpu_budget`` (counted and logged by the facade) rather than deferred, because a
 deferred event would still cost the CPU its guild was denied; the guild runs again as soon as its
-bucket refills. Everything the guild makes a worker do (events, VM builds, reloads, dry runs) is
-charged to its bucket.
+bucket refills. Everything the guild makes a worker do (events, timers, VM builds, reloads, dry
+runs) is charged to its bucket.
+
+Timers (the ``task`` library) belong to the guild's VM; the loop only wakes them. It keeps a heap
+of (due time, guild) on its ``clock``, waits on its inbox no longer than until the earliest, and
+files a due guild's run of timers in that guild's own queue, so that timer work keeps the guild's
+order, takes its round-robin turn and is charged to its bucket like an event. A run whose guild's
+bucket is empty drops the due timers, each with an error in the result (for the same reason events
+are dropped, not deferred). A run leaves as a :class:`TimerResult`; a change in a guild's number of
+pending timers as a :class:`TimersPending`, which keeps the facade from closing the VM as idle.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from lua_runtime.dry_run import dry_run
+from lua_runtime.dry_run import MAX_CPU_BUDGETS, dry_run
 from lua_runtime.guild_vm import GuildVM
 from lua_runtime.kv_store import DryRunKV
 from lua_runtime.limits import SandboxLimits
@@ -51,6 +62,8 @@ from lua_runtime.pool.messages import (
     ReportStats,
     ResetGuild,
     Shutdown,
+    TimerResult,
+    TimersPending,
     VmAction,
     VmBuilt,
     WorkerExit,
@@ -118,6 +131,15 @@ class InjectedFault(RuntimeError):
     """Raised by a worker that was sent :class:`InjectFault`."""
 
 
+@dataclass(slots=True)
+class _RunTimers:
+    """The loop's own request, filed in a guild's queue when its earliest timer is due: run the
+    guild's due timers. Never sent by the facade, never handed back by :class:`ReleaseGuild`."""
+
+    request_id: int
+    guild_id: int
+
+
 class _RequestFailed(Exception):
     """One request could not be carried out; the loop replies with ``failure`` and goes on."""
 
@@ -128,9 +150,20 @@ class _RequestFailed(Exception):
 
 class _GuildSlot:
     """A guild's place on its worker: its VM (the only strong reference to it), its queue, its
-    CPU bucket."""
+    CPU bucket, and where its timers stand."""
 
-    __slots__ = ("guild_id", "queue", "rebuilds", "refilled_at", "scheduled", "tokens", "vm")
+    __slots__ = (
+        "guild_id",
+        "queue",
+        "rebuilds",
+        "refilled_at",
+        "scheduled",
+        "timers_queued",
+        "timers_reported",
+        "tokens",
+        "vm",
+        "wake_at",
+    )
 
     def __init__(self, guild_id: int, tokens: float, now: float) -> None:
         self.guild_id = guild_id
@@ -142,6 +175,19 @@ class _GuildSlot:
         self.scheduled = False
         #: ``vm.rebuilds`` when last seen, to notice a rebuild after a memory-limit error.
         self.rebuilds = 0
+        #: The due time of the slot's live entry in the loop's timer heap (inf when it has none):
+        #: any other entry of the guild's is stale.
+        self.wake_at = math.inf
+        #: True while a run of its timers waits in its queue.
+        self.timers_queued = False
+        #: The pending-timer count last sent to the facade.
+        self.timers_reported = 0
+
+    def replace_vm(self, vm: GuildVM | None) -> None:
+        """Hold ``vm`` (None: no VM) from now on; the timers of the VM it replaces are gone."""
+        self.vm = vm
+        self.rebuilds = 0
+        self.wake_at = math.inf
 
 
 def _load_report(vm: GuildVM, cpu_seconds: float) -> LoadReport:
@@ -188,11 +234,15 @@ class WorkerLoop:
         self._records: list[WorkerRecord] = []
         self._stopping = False
         self._drain_deadline = 0.0
+        #: (due time on ``clock``, tie-breaker, guild id): when guilds' timers are due.
+        self._timer_heap: list[tuple[float, int, int]] = []
+        self._timer_order = itertools.count()
         self._handlers: dict[type, Callable[[_GuildSlot, GuildAction], None]] = {
             DispatchEvent: self._dispatch,  # type: ignore[dict-item]
             ReloadGuild: self._reload,  # type: ignore[dict-item]
             ResetGuild: self._reset,  # type: ignore[dict-item]
             DryRunScript: self._dry_run,  # type: ignore[dict-item]
+            _RunTimers: self._run_timers,  # type: ignore[dict-item]
         }
 
     # --- the loop ------------------------------------------------------------------------------
@@ -201,8 +251,11 @@ class WorkerLoop:
         """Take requests and serve them until a :class:`Shutdown` has been carried out."""
         inbox = self._inbox
         while True:
-            for action in inbox.take(timeout=0 if self._ready or self._stopping else None):
+            timeout = 0 if self._ready or self._stopping else self._until_next_timer()
+            for action in inbox.take(timeout=timeout):
                 self._accept(action)
+            if self._timer_heap and not self._stopping:
+                self._wake_due_guilds()
             if self._stopping:
                 if time.monotonic() >= self._drain_deadline:
                     self._fail_queued(Failure("pool_closed", "the bot is shutting down"))
@@ -223,6 +276,7 @@ class WorkerLoop:
             slot.vm = None
         self._slots.clear()
         self._ready.clear()
+        self._timer_heap.clear()
         records, self._records = self._records, []
         return records
 
@@ -258,7 +312,10 @@ class WorkerLoop:
         slot = self._slots.pop(guild_id, None)
         unstarted: list[GuildAction] = []
         if slot is not None:
-            unstarted = list(slot.queue)
+            # The guild's timers go with its VM; a run of them is the loop's own, not the facade's.
+            unstarted = [action for action in slot.queue if type(action) is not _RunTimers]
+            if slot.vm is not None and slot.vm.pending_timers:
+                log.info("guild %s: %d pending timers dropped as it leaves", guild_id, slot.vm.pending_timers)
             if slot.scheduled:
                 self._ready.remove(slot)
         self._records.append(Reply(request_id, unstarted))
@@ -280,6 +337,8 @@ class WorkerLoop:
             except _RequestFailed as failed:
                 if action.request_id != NO_REPLY:
                     records.append(Reply(action.request_id, failure=failed.failure))
+            if slot.timers_reported or (slot.vm is not None and slot.vm.pending_timers):
+                self._note_timers(slot)
             if slot.queue:
                 ready.append(slot)
             else:
@@ -321,25 +380,49 @@ class WorkerLoop:
             raise self._vm_failed(slot, exc, f"running the {action.event} event") from None
         cpu = time.thread_time() - started
         slot.tokens -= cpu
-        if vm.rebuilds != slot.rebuilds:
-            # The VM rebuilt itself from its scripts after a memory-limit error: report the load.
-            slot.rebuilds = vm.rebuilds
-            self._records.append(VmBuilt(slot.guild_id, _load_report(vm, 0.0)))
+        self._note_rebuild(slot, vm)
         self._records.append(Reply(action.request_id, result, None, cpu))
+
+    def _run_timers(self, slot: _GuildSlot, action: _RunTimers) -> None:
+        slot.timers_queued = False
+        vm = slot.vm
+        if vm is None:
+            return  # the VM was closed after the run was filed: its timers went with it
+        if not self._refill(slot):
+            message = (
+                f"timer dropped: this server's scripts used their CPU budget ({self._budget:g} s of "
+                "CPU per window)"
+            )
+            self._records.append(TimerResult(slot.guild_id, vm.drop_due_timers(message), 0.0))
+            return
+        if self._watchdog is not None:
+            # A run starts resumptions until it has used one event budget; the last may use another.
+            self._watchdog.arm(2 * self._event_budget)
+        started = time.thread_time()
+        try:
+            result = vm.run_timers()
+        except Exception as exc:
+            raise self._vm_failed(slot, exc, "running its timers") from None
+        cpu = time.thread_time() - started
+        slot.tokens -= cpu
+        self._note_rebuild(slot, vm)
+        self._records.append(TimerResult(slot.guild_id, result, cpu))
 
     def _reload(self, slot: _GuildSlot, action: ReloadGuild) -> None:
         # The old VM keeps serving until the new one is complete: a failed read changes nothing.
         vm, report = self._build(slot)
-        slot.vm = vm
-        slot.rebuilds = 0
+        slot.replace_vm(vm)
         self._records.append(Reply(action.request_id, report, None, report.cpu_seconds))
 
     def _reset(self, slot: _GuildSlot, action: ResetGuild) -> None:
-        slot.vm = None
+        slot.replace_vm(None)
         if action.request_id != NO_REPLY:
             self._records.append(Reply(action.request_id))
 
     def _dry_run(self, slot: _GuildSlot, action: DryRunScript) -> None:
+        if self._watchdog is not None:
+            # A dry run builds a VM, runs a handler and follows the timers it sets.
+            self._watchdog.arm(MAX_CPU_BUDGETS * self._event_budget)
         started = time.thread_time()
         try:
             # Reads see the guild's data; writes stay in the run.
@@ -356,6 +439,46 @@ class WorkerLoop:
         cpu = time.thread_time() - started
         slot.tokens -= cpu
         self._records.append(Reply(action.request_id, run, None, cpu))
+
+    # --- timers --------------------------------------------------------------------------------
+
+    def _until_next_timer(self) -> float | None:
+        """Seconds until the earliest entry of the timer heap (stale or not), None when empty."""
+        heap = self._timer_heap
+        if not heap:
+            return None
+        return max(0.0, heap[0][0] - self._clock())
+
+    def _wake_due_guilds(self) -> None:
+        """File a run of timers in the queue of each guild whose earliest timer is due."""
+        heap, slots, now = self._timer_heap, self._slots, self._clock()
+        while heap and heap[0][0] <= now:
+            due, _, guild_id = heapq.heappop(heap)
+            slot = slots.get(guild_id)
+            # Stale: the guild left, its VM was closed or replaced, or an earlier timer took over.
+            if slot is None or slot.wake_at != due or slot.vm is None:
+                continue
+            slot.wake_at = math.inf
+            slot.timers_queued = True
+            slot.queue.append(_RunTimers(NO_REPLY, guild_id))
+            if not slot.scheduled:
+                slot.scheduled = True
+                self._ready.append(slot)
+
+    def _note_timers(self, slot: _GuildSlot) -> None:
+        """After a request of the guild: tell the facade if its pending-timer count changed, and
+        put its earliest timer in the heap unless a run of them is already filed."""
+        vm = slot.vm
+        pending = vm.pending_timers if vm is not None else 0
+        if pending != slot.timers_reported:
+            slot.timers_reported = pending
+            self._records.append(TimersPending(slot.guild_id, pending))
+        if vm is None or not pending or slot.timers_queued:
+            return
+        due = vm.next_timer_due
+        if due is not None and due < slot.wake_at:
+            slot.wake_at = due
+            heapq.heappush(self._timer_heap, (due, next(self._timer_order), slot.guild_id))
 
     # --- guild VMs -----------------------------------------------------------------------------
 
@@ -383,7 +506,7 @@ class WorkerLoop:
             self._watchdog.arm((len(scripts) + 1) * self._event_budget)
         started = time.thread_time()
         try:
-            vm = GuildVM(guild_id, scripts, self._limits, self._scripts.kv_store)
+            vm = GuildVM(guild_id, scripts, self._limits, self._scripts.kv_store, self._clock)
         except Exception as exc:
             raise self._vm_failed(slot, exc, "building its VM") from None
         cpu = time.thread_time() - started
@@ -392,15 +515,20 @@ class WorkerLoop:
 
     def _build_on_demand(self, slot: _GuildSlot) -> GuildVM:
         vm, report = self._build(slot)
-        slot.vm = vm
-        slot.rebuilds = 0
+        slot.replace_vm(vm)
         self._records.append(VmBuilt(slot.guild_id, report))
         return vm
+
+    def _note_rebuild(self, slot: _GuildSlot, vm: GuildVM) -> None:
+        if vm.rebuilds != slot.rebuilds:
+            # The VM rebuilt itself from its scripts after a memory-limit error: report the load.
+            slot.rebuilds = vm.rebuilds
+            self._records.append(VmBuilt(slot.guild_id, _load_report(vm, 0.0)))
 
     def _vm_failed(self, slot: _GuildSlot, exc: Exception, doing: str) -> _RequestFailed:
         """Close a VM that raised what it never should: it costs this guild its VM, nothing more."""
         log.error("guild %s: its VM failed while %s; closing it", slot.guild_id, doing, exc_info=exc)
-        slot.vm = None
+        slot.replace_vm(None)
         return _RequestFailed(
             Failure(
                 "vm_failed",
