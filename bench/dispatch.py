@@ -5,7 +5,8 @@ the same run: ``GuildVM.dispatch`` called directly in a loop on one thread, over
 guild VMs (up to 100, round robin) with the same script and payload. Cases:
 
 * 1, 100 and 10,000 guilds, a trivial script and a heavy one, ``threadpool`` against
-  ``thread-per-guild``. Load: concurrent drivers (tasks), each awaiting one dispatch after another.
+  ``thread-per-guild`` and ``processpool``. Load: concurrent drivers (tasks), each awaiting one
+  dispatch after another.
   Each case's "vs raw" is against a raw run timed just before it (1 VM for one guild, 100 VMs
   otherwise), so that both sides see the same load from other processes. These cases lift the
   guilds' CPU budget out of reach: they measure the machinery, not the policy.
@@ -16,12 +17,19 @@ guild VMs (up to 100, round robin) with the same script and payload. Cases:
   event, 20 events a second. The quiet guilds' p99 is measured without, then with the noisy guild,
   after a warm-up in which the pool notices it (its first event delays whoever shares its thread:
   that transient is reported on its own line).
-* The last line, ``throughput ratio pool/raw: X``, is for 100 guilds and the trivial script, on the
-  default strategy: raw and pool runs alternate and the median of the per-round ratios is printed,
-  so that load from other processes on a shared machine hits both sides alike.
+* The process pool's own costs: how long ``start()`` holds the event loop, how long until the
+  first event is answered (worker processes up, a VM built), the memory of one worker process
+  holding 50 guild VMs, and the *hostile event*: an event stuck behind a call that stalls in C on
+  its worker (``inject_fault(kind="stall")``: no script can stall past the sandbox's bounds), timed
+  from sent to failed, which is the supervisor's deadline plus its reaction; the worst of the runs
+  is printed. Then how long the crashed guild waits for its next event to be answered.
+* Ratio rounds, for 100 guilds and the trivial script, on the default strategy and on
+  ``processpool``: raw and pool runs alternate and the median of the per-round ratios is printed,
+  so that load from other processes on a shared machine hits both sides alike. The last line,
+  ``throughput ratio pool/raw: X``, is the default strategy's.
 
-Run: ``python bench/dispatch.py`` (about 3 minutes) or ``--quick`` (under 45 s: no 10,000-guild
-cases, shorter timings, one noisy-neighbour run).
+Run: ``python bench/dispatch.py`` (about 4 minutes) or ``--quick`` (under 45 s: no 10,000-guild
+cases, shorter timings, one noisy-neighbour run, one hostile event).
 """
 
 from __future__ import annotations
@@ -41,7 +49,7 @@ from dataclasses import dataclass
 from lua_runtime.events import sample_payload
 from lua_runtime.guild_vm import GuildVM, ScriptSource
 from lua_runtime.limits import SandboxLimits
-from lua_runtime.pool import EventDropped, InMemoryScripts, PoolConfig, VmPool
+from lua_runtime.pool import EventDropped, InMemoryScripts, PoolConfig, VmPool, WorkerCrashed
 
 TRIVIAL = """local discord = require("@warden/discord")
 return {
@@ -101,8 +109,8 @@ def percentiles(latencies: list[float]) -> tuple[float, float]:
     )
 
 
-def rss_bytes() -> int:
-    with open(f"/proc/{os.getpid()}/statm") as statm:
+def rss_bytes(pid: int | None = None) -> int:
+    with open(f"/proc/{pid or os.getpid()}/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
@@ -229,13 +237,15 @@ def rss_in_fresh_process(through_pool: bool) -> int:
         return executor.submit(resident_rss, through_pool).result()
 
 
-async def ratio_rounds(event: dict, rounds: int, seconds: float) -> tuple[float, list[float], Rate, Rate]:
-    """Alternate raw and pool runs (100 guilds, trivial script, default strategy)."""
+async def ratio_rounds(
+    strategy: str, event: dict, rounds: int, seconds: float
+) -> tuple[float, list[float], Rate, Rate]:
+    """Alternate raw and pool runs (100 guilds, trivial script)."""
     guilds = 100
     vms = raw_vms(TRIVIAL, guilds)
     scripts = {guild: [ScriptSource("bench", TRIVIAL)] for guild in range(guilds)}
     ratios, raws, pooled = [], [], []
-    async with pool_for(PoolConfig().strategy, scripts, guilds) as pool:
+    async with pool_for(strategy, scripts, guilds) as pool:
         await warm_up(pool, range(guilds), event)
         for _ in range(rounds):
             raw = raw_run(vms, event, seconds)
@@ -245,6 +255,55 @@ async def ratio_rounds(event: dict, rounds: int, seconds: float) -> tuple[float,
             ratios.append(through_pool.events_per_second / raw.events_per_second)
     middle = sorted(range(rounds), key=lambda i: ratios[i])[rounds // 2]
     return statistics.median(ratios), ratios, raws[middle], pooled[middle]
+
+
+# --- the process pool's own costs ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessCosts:
+    start_ms: float
+    first_reply_s: float
+    worker_rss: list[int]
+    hostile_s: list[float]
+    recovered_s: list[float]
+
+
+async def process_costs(event: dict, hostile_runs: int) -> ProcessCosts:
+    """Start a 2-process pool for 100 guilds, then stall its workers one after another."""
+    guilds = 100
+    scripts = {guild: [ScriptSource("bench", TRIVIAL)] for guild in range(guilds)}
+    pool = pool_for("processpool", scripts, guilds)
+    clock = time.perf_counter
+    started = clock()
+    await pool.start()
+    start_ms = (clock() - started) * 1000
+    try:
+        await pool.dispatch(0, "message", event)
+        first_reply = clock() - started
+        await warm_up(pool, range(guilds), event)
+        workers = [p.pid for p in multiprocessing.active_children() if p.name.startswith("warden-vm-")]
+        worker_rss = [rss_bytes(pid) for pid in workers if pid is not None]
+        hostile, recovered = [], []
+        # The pool logs each kill as an error: expected here, so kept out of the table.
+        logging.disable(logging.ERROR)
+        for guild in range(hostile_runs):
+            # The stall and the event leave in one batch; the event fails when the worker is killed.
+            stall = asyncio.ensure_future(pool.inject_fault(guild, "stall"))
+            doomed = pool.submit(guild, "message", event)
+            sent = clock()
+            try:
+                await doomed
+            except WorkerCrashed:
+                hostile.append(clock() - sent)
+            await stall
+            failed = clock()
+            await pool.dispatch(guild, "message", event)
+            recovered.append(clock() - failed)
+    finally:
+        logging.disable(logging.NOTSET)
+        await pool.close()
+    return ProcessCosts(start_ms, first_reply, worker_rss, hostile, recovered)
 
 
 # --- the noisy neighbour ------------------------------------------------------------------------
@@ -318,12 +377,14 @@ SKIPPED_TPG = "skipped: 10,000 threads take about a minute to start; the trivial
 def cases(quick: bool) -> list[tuple[str, int, str]]:
     """(strategy, guilds, script) of the throughput rows."""
     if quick:
-        return [("threadpool", g, s) for g in (1, 100) for s in SCRIPTS] + [
-            ("thread-per-guild", g, "trivial") for g in (1, 100)
-        ]
+        return (
+            [("threadpool", g, s) for g in (1, 100) for s in SCRIPTS]
+            + [("thread-per-guild", g, "trivial") for g in (1, 100)]
+            + [("processpool", g, "trivial") for g in (1, 100)]
+        )
     return [
         (strategy, g, s)
-        for strategy in ("threadpool", "thread-per-guild")
+        for strategy in ("threadpool", "thread-per-guild", "processpool")
         for g in (1, 100, 10_000)
         for s in SCRIPTS
     ]
@@ -380,7 +441,7 @@ async def run(quick: bool) -> None:
         rows.append((label, *rate_cells(rate), f"{ratio:.2f}", note))
 
     noisy_lines = []
-    for strategy in ("threadpool",) if quick else ("threadpool", "thread-per-guild"):
+    for strategy in ("threadpool",) if quick else ("threadpool", "thread-per-guild", "processpool"):
         result = await noisy_case(strategy, event, warm=1.5 if quick else 2.0, seconds=2.0 if quick else 4.0)
         name = f"noisy neighbour, {strategy}"
         rows.append((f"{name}: 99 quiet guilds alone", *rate_cells(result.quiet), "", ""))
@@ -407,17 +468,39 @@ async def run(quick: bool) -> None:
             f"{result.quiet.p99_ms:.2f} ms alone: {factor:.2f}x (target <= 2x)"
         )
 
+    costs = await process_costs(event, hostile_runs=1 if quick else 3)
+    rss = ", ".join(f"{size / 2**20:,.0f} MiB" for size in costs.worker_rss)
+    process_lines = [
+        f"processpool start: start() held the event loop {costs.start_ms:.1f} ms; first event answered "
+        f"after {costs.first_reply_s:.2f} s (processes started, a VM built)",
+        f"processpool worker processes with 50 guild VMs each: {rss} of memory (RSS) each",
+        f"hostile event (stuck behind a stall in C, killed at the deadline): worst wall time "
+        f"{max(costs.hostile_s, default=float('nan')):.2f} s over {len(costs.hostile_s)} run(s), "
+        f"deadline {PoolConfig().worker_deadline_seconds:g} s; the guild's next event answered "
+        f"{max(costs.recovered_s):.2f} s later (a new process, a new VM)",
+    ]
+
     rounds = 3 if quick else 5
-    ratio, ratios, raw_middle, pool_middle = await ratio_rounds(event, rounds, seconds)
-    rows.append(("ratio rounds: raw, 100 VMs, trivial (median round)", *rate_cells(raw_middle), "1.00", ""))
-    rows.append(
-        (
-            f"ratio rounds: pool {default.strategy}, 100 guilds, trivial",
-            *rate_cells(pool_middle),
-            f"{ratio:.2f}",
-            "rounds: " + ", ".join(f"{r:.2f}" for r in ratios),
+    ratios_by_strategy = {}
+    for strategy in dict.fromkeys(("processpool", default.strategy)):
+        ratio, ratios, raw_middle, pool_middle = await ratio_rounds(strategy, event, rounds, seconds)
+        ratios_by_strategy[strategy] = ratio
+        rows.append(
+            (
+                f"ratio rounds: raw, 100 VMs, trivial (median round beside {strategy})",
+                *rate_cells(raw_middle),
+                "1.00",
+                "",
+            )
         )
-    )
+        rows.append(
+            (
+                f"ratio rounds: pool {strategy}, 100 guilds, trivial",
+                *rate_cells(pool_middle),
+                f"{ratio:.2f}",
+                "rounds: " + ", ".join(f"{r:.2f}" for r in ratios),
+            )
+        )
 
     table(rows)
     print()
@@ -425,7 +508,10 @@ async def run(quick: bool) -> None:
         print(line)
     for line in noisy_lines:
         print(line)
-    print(f"throughput ratio pool/raw: {ratio:.2f}")
+    for line in process_lines:
+        print(line)
+    print(f"throughput ratio processpool/raw: {ratios_by_strategy['processpool']:.2f}")
+    print(f"throughput ratio pool/raw: {ratios_by_strategy[default.strategy]:.2f}")
 
 
 def main() -> None:

@@ -66,7 +66,7 @@ from lua_runtime.pool.messages import (
     WorkerExit,
     WorkerRecord,
 )
-from lua_runtime.pool.provider import ScriptProviderFactory
+from lua_runtime.pool.provider import ScriptProviderFactory, SharedProvider
 from lua_runtime.pool.strategy import Deliver, WorkerHandle
 from lua_runtime.pool.threadpool import ThreadPoolStrategy
 from lua_runtime.pool.worker import WorkerSettings, serve
@@ -456,12 +456,24 @@ class ProcessPoolStrategy(ThreadPoolStrategy):
         deadline: WorkerDeadline = WorkerDeadline(),
     ) -> None:
         try:
-            pickle.dumps((scripts, settings, clock))
+            crossed = pickle.loads(pickle.dumps((scripts, settings, clock)))[0]
         except Exception as exc:
             raise TypeError(
                 "the processpool strategy hands the script provider (or its factory), the limits and "
                 f"the clock to each worker process, so they must pickle: {exc}"
             ) from exc
+        kv_stays_behind = (
+            isinstance(scripts, SharedProvider)
+            and scripts.provider.kv_store is not None
+            and crossed.provider.kv_store is None
+        )
+        if kv_stays_behind:
+            # Scripts would lose @warden/kv in the workers: refuse rather than change its meaning.
+            raise TypeError(
+                "this script provider's KV store does not cross into a worker process; give the "
+                "pool a factory that opens one in each worker, such as "
+                "functools.partial(StoredScripts, path, limits)"
+            )
         super().__init__(scripts, settings, workers, clock)
         self._deadline = deadline
         self._processes: dict[int, _WorkerProcess] = {}

@@ -20,7 +20,7 @@ import pytest_asyncio
 
 from bot.storage import Storage, StoredScripts
 from lua_runtime.guild_vm import ScriptSource
-from lua_runtime.kv_store import KVStore
+from lua_runtime.kv_store import DryRunKV, KVStore
 from lua_runtime.limits import SandboxLimits
 from lua_runtime.pool import InMemoryScripts, PoolConfig, VmPool, WorkerCrashed
 from lua_runtime.pool.processpool import WorkerDeadline
@@ -138,6 +138,18 @@ async def test_a_request_that_does_not_pickle_fails_alone(stored_pool: VmPool) -
     with pytest.raises(ValueError, match="not plain data"):
         await stored_pool.dispatch(104, "message", {**message("x"), "content": threading.Lock()})
     assert printed(await stored_pool.dispatch(104, "message", message("y"))) == ["y:1"]
+
+
+async def test_timers_run_in_the_worker_process_and_their_results_come_back() -> None:
+    delayed = ScriptSource(
+        "delayed", 'return { message = function(msg) task.delay(0.1, print, "later", msg.content) end }'
+    )
+    results: asyncio.Queue = asyncio.Queue()
+    pool = VmPool(InMemoryScripts({1: [delayed]}), LIMITS, _config())
+    pool.on_timer_result = lambda guild_id, result: results.put_nowait((guild_id, printed(result)))
+    async with pool:
+        assert printed(await pool.dispatch(1, "message", message("x"))) == []
+        assert await asyncio.wait_for(results.get(), timeout=30) == (1, ["later\tx"])
 
 
 # --- a worker killed in the middle of an event --------------------------------------------------
@@ -278,6 +290,9 @@ async def test_process_faults_need_the_process_pool() -> None:
 async def test_the_provider_must_pickle_and_the_deadline_must_be_positive() -> None:
     with pytest.raises(TypeError, match="must pickle"):
         VmPool(lambda: InMemoryScripts(), LIMITS, _config())
+    # An in-memory provider's KV store stays behind in the bot: its scripts would lose @warden/kv.
+    with pytest.raises(TypeError, match="KV store does not cross"):
+        VmPool(InMemoryScripts({}, kv_store=DryRunKV(LIMITS)), LIMITS, _config())
     with pytest.raises(ValueError, match="worker_deadline_seconds"):
         _config(worker_deadline_seconds=0)
     assert WorkerDeadline(2.0, 10.0).seconds(0.1) == 2.0
