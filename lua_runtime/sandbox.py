@@ -55,7 +55,8 @@ local registry = debug.getregistry()
 registry["FILE*"], registry._IO_input, registry._IO_output, registry._PRELOAD = nil, nil, nil, nil
 registry._LOADED.io, registry._LOADED.package = nil, nil
 io, package, dofile, loadfile, require = nil, nil, nil, nil, nil
-collectgarbage("generational")
+collectgarbage("incremental", 120, 400)
+collectgarbage()
 """
 
 log = logging.getLogger(__name__)

@@ -9,15 +9,16 @@
 --
 -- Most of the library is compiled into a VM only when a script first needs it: every guild VM would
 -- otherwise carry all of it, and most scripts use little of it. It comes in groups, one chunk each
--- in this folder: numbers.lua (Luau's number formatting, string.format, table.concat), strings.lua
+-- in this folder: numbers.lua (Luau's number formatting), strings.lua
 -- (string.split), tables.lua (freeze, isfrozen, clone, clear, create, find), maths.lua (clamp, sign,
 -- round) and bit32.lua. A group is loaded
 -- * for `table`, `math` and `bit32`: when a script reads a field the library table lacks. The table
 --   has a metatable (LAZY) whose __index fills it from the group, then removes itself; iterating a
 --   library (pairs, generalized iteration, table.clone) fills it first, so nothing looks missing;
--- * for string.split, string.format and table.concat: on the first call. The sandbox's kernel wraps
---   these three when it starts, so the library holds a small forwarding function for each;
--- * for tostring, interpolation and `..`: when a number is first formatted.
+-- * for string.split: on the first call. The sandbox's kernel wraps it when it starts, so the
+--   library holds a small forwarding function in its place;
+-- * for tostring, print, interpolation, `..`, string.format and table.concat: when a number that is
+--   not a whole number below 2^53 is first formatted.
 --
 -- Called with fetch and fetched (see lua_runtime/sandbox.py): fetch(name) hands over the stripped
 -- bytecode of group `name` with the host's heap ceiling in force, fetched() puts the guest's back.
@@ -115,7 +116,7 @@ local C = { format = format, find = find, sub = string.sub, gsub = gsub, match =
 
 -- Groups already loaded, by chunk name.
 local loaded = {}
-local num2str -- forwards to numbers.lua, below
+local num2str -- below: the whole numbers here, the rest in numbers.lua
 
 -- The group in chunk `name` ("luau_numbers"...): its functions by name. Every group is called with
 -- the same helpers, in this order, and takes the ones it needs: the C functions, the argument
@@ -166,13 +167,23 @@ local function forward(name, fname)
   return function(...) return group(name)[fname](...) end
 end
 string.split = forward("luau_strings", "split")
-num2str = forward("luau_numbers", "num2str")
+
+-- A number as Luau prints it. Whole numbers below 2^53 in magnitude, the ones scripts print most
+-- (counts, lengths, times), are their own shortest form; every other goes to numbers.lua.
+num2str = function(x)
+  if x == x // 1 and x > -2 ^ 53 and x < 2 ^ 53 and (x ~= 0 or 1 / x > 0) then return format("%d", x) end
+  return group("luau_numbers").num2str(x)
+end
 
 -- Luau's pattern stops at U+10FFFF's lead byte (Lua 5.4's accepts the old 5- and 6-byte forms).
 utf8.charpattern = "[\0-\x7F\xC2-\xF4][\x80-\xBF]*"
 
 -- For the sandbox: a read-only view of `store` (a library table, a module), which guests see as a
--- frozen table while the host keeps `store` itself; and the fields of a table a script froze.
+-- frozen table while the host keeps `store` itself; and the fields of a table a script froze. Each
+-- view has a metatable of its own, whose __index is the store itself: a shared metatable with a
+-- function __index would save a quarter of a KiB per view, but a metamethod call takes a level of
+-- the C stack on every library read, and near the C stack's limit the kernel's budget hook then
+-- fails to run (a recursion through coroutine.wrap ran for seconds past its CPU limit that way).
 local function readonly(store)
   local view = setmetatable({}, { __index = store, __newindex = refuse_write, __len = frozen_len,
                                   __pairs = frozen_pairs, __metatable = false })
