@@ -537,6 +537,14 @@ local function load_tasks()
       error(STOP, 0)
     end,
     spent = function() return exhausted end,
+    -- Checks the turn's CPU budget from host code that resumes many short threads one after the
+    -- other: each new coroutine starts its hook's count afresh, so threads shorter than a hook
+    -- period never meet the hook. True (and the turn spent) once the deadline has passed.
+    over_budget = function()
+      if not exhausted and clock() > deadline then exhausted = "time_limit" end
+      return exhausted == "time_limit"
+    end,
+    budget_ms = function() return budget_ms end,
     clear = function() exhausted, exhausted_line = nil, nil end,
     current = function() return current end,
     in_turn = function() return in_turn end,

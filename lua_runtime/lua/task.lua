@@ -14,6 +14,8 @@
 --   add_error(script, kind, message, line), stop(kind, message), describe(value), clock()
 --   unwind(kind, line) ends the running turn because a thread it resumed spent a budget
 --   spent(), clear()   what the running turn has exhausted (nil when nothing), and forgetting it
+--   over_budget(), budget_ms()  whether the turn's CPU budget is spent (checked between threads,
+--                      which the count hook may never interrupt), and that budget in ms
 --   current(), in_turn()  the running script's name; whether a handler or a timer is running
 --   now, max_pending, max_delay, min_wait  the host's clock (seconds) and the limits
 -- and gets back the guest library (`lib`) and the scheduler the kernel drives.
@@ -27,6 +29,7 @@ return function(k)
 local THREADS, WAITING, WAIT, DONE = k.THREADS, k.WAITING, k.WAIT, k.DONE
 local arm, resume, begin_turn, add_error = k.arm, k.resume, k.begin_turn, k.add_error
 local stop, describe, clock, unwind, spent, clear = k.stop, k.describe, k.clock, k.unwind, k.spent, k.clear
+local over_budget, budget_ms = k.over_budget, k.budget_ms
 local current, in_turn, now = k.current, k.in_turn, k.now
 local MAX_PENDING, MAX_DELAY, MIN_WAIT = k.max_pending, k.max_delay, k.min_wait
 
@@ -166,7 +169,9 @@ function lib.spawn(f, ...)
   local co = new_thread()
   local name = current()
   local kind, message, line = resume(name, co, f, ...)
-  if kind then thread_failed(name, kind, message, line) end
+  -- A thread that failed outside the script's code (in a library function it was given) has no
+  -- line of the script's own: the line that spawned it stands in.
+  if kind then thread_failed(name, kind, message, line or caller_line()) end
   return co
 end
 
@@ -253,10 +258,17 @@ function scheduler.after_turn(kind)
     local record = deferred[first]
     deferred[first] = nil
     first = first + 1
-    if waiting[record.thread] == record then
+    if waiting[record.thread] == record and over_budget() then
+      -- Threads that each defer the next one and end at once: only this check can stop them.
+      add_error(record.script, "time_limit", "time limit exceeded (" .. budget_ms() .. " ms of CPU per event)",
+        record.line)
+      dequeue(record)
+      scheduler.drop_deferred()
+      ending = "time_limit"
+    elseif waiting[record.thread] == record then
       local failed, message, line = run_record(record, nil)
       if failed then
-        add_error(record.script, failed, message, line)
+        add_error(record.script, failed, message, line or record.line)
         if failed == "time_limit" or failed == "memory_limit" then
           scheduler.drop_deferred()
           ending = failed
@@ -300,7 +312,7 @@ function scheduler.run_due(at, budget_s, spend_s)
       if n_ran > 0 and clock() - started >= spend_s then break end
       begin_turn(budget_s)
       local kind, message, line = run_record(record, at)
-      if kind then add_error(record.script, kind, message, line) end
+      if kind then add_error(record.script, kind, message, line or record.line) end
       scheduler.after_turn(kind)
       n_ran = n_ran + 1
       ran = ran or {}
