@@ -8,6 +8,10 @@ Every figure is set beside a baseline measured in the same run on the same machi
   payload (``handler(lua.table_from(payload, recursive=True))``: what any bot embedding lupa pays
   to hand an event to Lua), for a trivial handler and for a handler doing real string work.
 
+The memory rows end with a breakdown of an idle VM's heap (what the runtime, the Luau standard
+library's core, the kernel and the script add, each measured after a full collection) and of what
+each part loaded on first use adds when a script needs it, then the Python objects each VM keeps.
+
 Run: ``python bench/sandbox.py`` (about 10 s). Prints a table; the targets are in the last column.
 """
 
@@ -18,6 +22,7 @@ import gc
 import os
 import statistics
 import time
+import tracemalloc
 from collections.abc import Callable
 
 from lupa import lua54
@@ -25,6 +30,7 @@ from lupa import lua54
 from lua_runtime.events import sample_payload
 from lua_runtime.guild_vm import GuildVM, ScriptSource
 from lua_runtime.limits import SandboxLimits
+from lua_runtime.sandbox import Sandbox, _bytecode
 
 TRIVIAL = """local discord = require("@warden/discord")
 return {
@@ -76,6 +82,67 @@ def per_call_us(call: Callable[[], object], seconds: float) -> float:
 def rss_bytes() -> int:
     with open(f"/proc/{os.getpid()}/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+#: What each part loaded on first use adds to a VM, by the top-level code that first needs it.
+FIRST_USES = {
+    "@warden/discord": 'require("@warden/discord")',
+    "patterns (string.find and friends)": 'string.find("a", "a")',
+    "pattern engine (patterns C cannot bound)": 'string.find("b" .. string.rep("a", 3000), ".-.-.-b")',
+    "Luau number formatting (fractions)": "tostring(0.1)",
+    "Luau string.split": 'string.split("a,b")',
+    "Luau table additions": "table.isfrozen({})",
+    "Luau math additions": "math.sign(1)",
+    "Luau bit32": "bit32.bnot(0)",
+}
+
+
+def heap_after_collect(lua: lua54.LuaRuntime) -> int:
+    """The whole Lua heap of ``lua`` once everything collectable is collected, in bytes."""
+    lua.execute("collectgarbage() collectgarbage()")
+    return lua.get_memory_used(total=True)
+
+
+def breakdown(limits: SandboxLimits, script: ScriptSource) -> list[tuple[str, str, str, str, str]]:
+    """Rows: where an idle VM's heap goes, and what each part loaded on first use adds."""
+    bare = heap_after_collect(lua54.LuaRuntime(max_memory=limits.max_memory))
+    # The stdlib core on its own: the chunk the sandbox runs first, with a fetch that never runs.
+    core = lua54.LuaRuntime(max_memory=limits.max_memory, register_eval=False, register_builtins=False)
+    core.execute(b"python = nil; package.loaded.python = nil")
+    # What it returns is kept, as the kernel keeps it.
+    stdlib = core.execute(_bytecode("luau_stdlib"), lambda name: b"", lambda: None)
+    sandbox = Sandbox(limits)
+    steps = [
+        ("bare LuaRuntime", bare),
+        ("Luau stdlib core (stdlib.lua)", heap_after_collect(core)),
+        ("kernel, io and package dropped", heap_after_collect(sandbox.lua)),
+    ]
+    vm = GuildVM(1, [script], limits)
+    steps.append((f"script {script.name!r} with @warden/discord", heap_after_collect(vm._sandbox.lua)))
+    del stdlib
+    rows = []
+    previous = 0
+    for label, total in steps:
+        added = f"+{(total - previous) / 1024:.1f} KiB"
+        rows.append((f"  heap: {label}", added, f"{total / 1024:.1f} KiB in all", "", ""))
+        previous = total
+    # The VM must stay referenced while it is measured: the kernel is held from Python only.
+    empty_vm = GuildVM(1, [ScriptSource("empty", "return {}")], limits)
+    empty = heap_after_collect(empty_vm._sandbox.lua)
+    for label, use in FIRST_USES.items():
+        used = GuildVM(1, [ScriptSource("use", f"local _ = {use}\nreturn {{}}")], limits)
+        assert not used.load_errors, used.load_errors
+        added = heap_after_collect(used._sandbox.lua) - empty
+        rows.append((f"  on first use: {label}", f"+{added / 1024:.1f} KiB", "", "", ""))
+    tracemalloc.start()
+    count = 200
+    kept = [GuildVM(guild_id, [script], limits) for guild_id in range(count)]
+    gc.collect()
+    python_bytes = tracemalloc.get_traced_memory()[0] / count
+    tracemalloc.stop()
+    del kept
+    rows.append(("  Python objects per VM (tracemalloc)", f"{python_bytes / 1024:.1f} KiB", "", "", ""))
+    return rows
 
 
 def bare_handler(source_body: str) -> tuple[Callable[[dict], object], lua54.LuaRuntime]:
@@ -163,6 +230,8 @@ def main() -> None:
         )
     )
     rows.append((f"RSS per idle VM ({args.vms} VMs)", f"{rss_per_vm / 1024:.1f} KiB", "", "", ""))
+    del vms
+    rows.extend(breakdown(limits, script))
 
     header = ("measure", "Warden", "baseline, same run", "ratio", "target")
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
