@@ -405,14 +405,6 @@ local function begin(new_deadline, new_budget_ms)
   if tasks then tasks.drop_deferred() end
 end
 
--- A new turn within the call: a timer's resumption gets a budget, actions and output of its own.
-local function begin_turn(budget_s)
-  deadline = clock() + budget_s
-  exhausted, exhausted_message, exhausted_line = nil, nil, nil
-  turn_actions = n_actions
-  output_bytes = 0
-end
-
 local function add_error(script, kind, message, line)
   n_errors = n_errors + 1
   errors[n_errors] = { script = script, kind = kind, message = message, line = line }
@@ -501,55 +493,56 @@ local function run_guest(name, f, arg)
   return nil, result
 end
 
--- Resumes `co`, a runner or task thread of script `name`, with `...`, until it finishes, waits or
--- fails. Returns nil, or kind, message, line.
-local function resume_thread(name, co, ...)
-  current = name
-  local ok, tag, due, line = co_resume(co, ...)
-  if ok and tag ~= DONE then
-    if tag == WAIT and not exhausted then
-      tasks.park(co, name, due, line)
-      return nil
-    end
-    ok, tag = false, "attempt to yield from outside a coroutine"
-  end
-  if not ok or exhausted then
-    return failure(co, tag, name)
-  end
-  -- A runner whose handler finished is suspended in runner_loop again, as good as new.
-  if idle_runner == nil and co_status(co) == "suspended" then idle_runner = co end
-  return nil
-end
-
 -- The task library, compiled into the VM on a script's first read of the `task` global. ----------
 
 local task_config = nil -- what the host gave configure_tasks
 
+-- task.lua's window on the running turn, in one function: every function of this chunk costs each
+-- VM its prototype, used or not.
+--   "spent"        what the turn has exhausted (nil when nothing); "clear" forgets it
+--   "unwind"       ends the turn because a thread it resumed spent a budget (`kind`, at `line`)
+--   "over_budget"  true (and the turn spent) once its CPU deadline has passed: checked between
+--                  threads, since each coroutine starts its hook's count afresh and threads shorter
+--                  than a hook period never meet the hook
+--   "current", "in_turn", "budget_ms"  the running script, whether a handler or timer runs, the
+--                  turn's CPU budget in ms
+--   "enter"        script `kind` runs from now on
+--   "begin"        a new turn within the call, with a CPU budget of `kind` seconds, and actions
+--                  and output of its own: a timer's resumption
+local function turn(op, kind, line)
+  if op == "spent" then return exhausted end
+  if op == "current" then return current end
+  if op == "in_turn" then return in_turn end
+  if op == "enter" then
+    current = kind
+    return nil
+  end
+  if op == "begin" then
+    deadline = clock() + kind
+    exhausted, exhausted_message, exhausted_line = nil, nil, nil
+    turn_actions = n_actions
+    output_bytes = 0
+    return nil
+  end
+  if op == "clear" then
+    exhausted, exhausted_line = nil, nil
+    return nil
+  end
+  if op == "over_budget" then
+    if not exhausted and clock() > deadline then exhausted = "time_limit" end
+    return exhausted == "time_limit"
+  end
+  if op == "budget_ms" then return budget_ms end
+  exhausted = exhausted or kind
+  exhausted_line = exhausted_line or line
+  error(STOP, 0)
+end
+
 local function load_tasks()
   tasks = host_module("task")({
-    THREADS = THREADS, WAITING = WAITING, WAIT = WAIT, DONE = DONE, arm = arm,
-    resume = resume_thread, begin_turn = begin_turn, add_error = add_error, stop = stop,
-    describe = describe, clock = clock,
-    -- Ends the running turn because a thread it resumed spent a budget: the line is that thread's.
-    unwind = function(kind, line)
-      exhausted = exhausted or kind
-      exhausted_line = exhausted_line or line
-      error(STOP, 0)
-    end,
-    spent = function() return exhausted end,
-    -- Checks the turn's CPU budget from host code that resumes many short threads one after the
-    -- other: each new coroutine starts its hook's count afresh, so threads shorter than a hook
-    -- period never meet the hook. True (and the turn spent) once the deadline has passed.
-    over_budget = function()
-      if not exhausted and clock() > deadline then exhausted = "time_limit" end
-      return exhausted == "time_limit"
-    end,
-    budget_ms = function() return budget_ms end,
-    clear = function() exhausted, exhausted_line = nil, nil end,
-    current = function() return current end,
-    in_turn = function() return in_turn end,
-    now = task_config.now, max_pending = task_config.max_pending, max_delay = task_config.max_delay,
-    min_wait = task_config.min_wait,
+    THREADS = THREADS, WAITING = WAITING, WAIT = WAIT, DONE = DONE, arm = arm, failure = failure,
+    add_error = add_error, stop = stop, describe = describe, clock = clock, turn = turn,
+    config = task_config,
   })
   return tasks
 end

@@ -8,16 +8,10 @@
 --                      resume them), and those of them that wait here (guests cannot close them)
 --   WAIT, DONE         what a thread yields to wait (WAIT, due, line) and to say it finished
 --   arm(co)            puts the CPU budget hook on a coroutine
---   resume(name, co, ...)  resumes a kernel thread of script `name` until it finishes, waits (the
---                      kernel then calls park) or fails; returns nil, or kind, message, line
---   begin_turn(budget_s, budget_ms)  a new turn: a budget, actions and output of its own
+--   failure(co, err, name)  the kind, message and line of a thread of script `name` that failed
 --   add_error(script, kind, message, line), stop(kind, message), describe(value), clock()
---   unwind(kind, line) ends the running turn because a thread it resumed spent a budget
---   spent(), clear()   what the running turn has exhausted (nil when nothing), and forgetting it
---   over_budget(), budget_ms()  whether the turn's CPU budget is spent (checked between threads,
---                      which the count hook may never interrupt), and that budget in ms
---   current(), in_turn()  the running script's name; whether a handler or a timer is running
---   now, max_pending, max_delay, min_wait  the host's clock (seconds) and the limits
+--   turn(op, ...)      the running turn's state (see the kernel; wrapped one by one below)
+--   config             { now, max_pending, max_delay, min_wait }: the host's clock (seconds), limits
 -- and gets back the guest library (`lib`) and the scheduler the kernel drives.
 --
 -- A *task thread* is a hooked coroutine that the kernel resumes: the runner of a handler that
@@ -27,14 +21,23 @@
 -- in this VM only: they end with it (a reload, an eviction, a rebuild, a restart).
 return function(k)
 local THREADS, WAITING, WAIT, DONE = k.THREADS, k.WAITING, k.WAIT, k.DONE
-local arm, resume, begin_turn, add_error = k.arm, k.resume, k.begin_turn, k.add_error
-local stop, describe, clock, unwind, spent, clear = k.stop, k.describe, k.clock, k.unwind, k.spent, k.clear
-local over_budget, budget_ms = k.over_budget, k.budget_ms
-local current, in_turn, now = k.current, k.in_turn, k.now
-local MAX_PENDING, MAX_DELAY, MIN_WAIT = k.max_pending, k.max_delay, k.min_wait
+local arm, failure, add_error = k.arm, k.failure, k.add_error
+local stop, describe, clock, turn = k.stop, k.describe, k.clock, k.turn
+local now, MAX_PENDING, MAX_DELAY, MIN_WAIT = k.config.now, k.config.max_pending, k.config.max_delay, k.config.min_wait
+
+local function spent() return turn("spent") end
+local function clear() turn("clear") end
+local function current() return turn("current") end
+local function in_turn() return turn("in_turn") end
+local function over_budget() return turn("over_budget") end
+local function budget_ms() return turn("budget_ms") end
+-- Ends the running turn because a thread it resumed spent a budget: the line is that thread's.
+local function unwind(kind, line) turn("unwind", kind, line) end
+local function begin_turn(budget_s) turn("begin", budget_s) end
 
 local type, next, error = type, next, error
 local co_create, co_yield, co_close, co_status = coroutine.create, coroutine.yield, coroutine.close, coroutine.status
+local co_resume = coroutine.resume
 local co_running, co_isyieldable = coroutine.running, coroutine.isyieldable
 local getinfo, pack, unpack, sort, str_format = debug.getinfo, table.pack, table.unpack, table.sort, string.format
 
@@ -60,6 +63,27 @@ local function dequeue(record)
   waiting[record.thread] = nil
   WAITING[record.thread] = nil
   n_waiting = n_waiting - 1
+end
+
+-- A thread the kernel resumed yielded WAIT: it waits until `due`.
+local function park(co, name, due, line)
+  enqueue({ thread = co, script = name, due = due, line = line })
+end
+
+-- Resumes `co`, a runner or task thread of script `name`, with `...`, until it finishes, waits or
+-- fails. Returns nil, or kind, message, line.
+local function resume(name, co, ...)
+  turn("enter", name)
+  local ok, tag, due, line = co_resume(co, ...)
+  if ok and tag ~= DONE then
+    if tag == WAIT and not spent() then
+      park(co, name, due, line)
+      return nil
+    end
+    ok, tag = false, "attempt to yield from outside a coroutine"
+  end
+  if not ok or spent() then return failure(co, tag, name) end
+  return nil
 end
 
 -- The line of the running script's code that called the task function (which called this).
@@ -211,12 +235,7 @@ end
 
 -- The scheduler, driven by the kernel ---------------------------------------------------------------
 
-local scheduler = { lib = lib }
-
--- A thread the kernel resumed yielded WAIT: it waits until `due`.
-function scheduler.park(co, name, due, line)
-  enqueue({ thread = co, script = name, due = due, line = line })
-end
+local scheduler = { lib = lib, park = park }
 
 local function run_record(record, at)
   dequeue(record)
