@@ -660,6 +660,8 @@ function kernel.dispatch(event, payload, event_deadline, event_budget_ms)
       end
     end
   end
+  -- The common case, without a call: nothing produced and no task library loaded.
+  if n_errors == 0 and n_actions == 0 and n_output == 0 and tasks == nil then return nil end
   return produced(nil)
 end
 
