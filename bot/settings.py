@@ -80,6 +80,19 @@ def _positive_int(unit: str) -> Callable[[str], int]:
     return parse
 
 
+def _positive_number(unit: str) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            value = 0.0
+        if not value > 0 or value == float("inf"):
+            raise ValueError("is not a positive number", f"give a number of {unit}, like 2 or 2.5")
+        return value
+
+    return parse
+
+
 def _parse_size(raw: str) -> int:
     match = _SIZE_RE.match(raw.strip())
     if not match or int(match.group(1)) <= 0:
@@ -111,6 +124,18 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("VM_IDLE_SECONDS", "vm_idle_seconds", _positive_int("seconds"), "Idle VMs closed after this"),
     SettingSpec("VM_MAX_RESIDENT", "vm_max_resident", _positive_int("VMs"), "Guild VMs kept in memory"),
     SettingSpec("VM_GUILD_QUEUE", "vm_guild_queue", _positive_int("events"), "Events queued per server"),
+    SettingSpec(
+        "VM_DEADLINE_SECONDS",
+        "vm_deadline_seconds",
+        _positive_number("seconds"),
+        "processpool: shortest wall time before a stuck worker is killed",
+    ),
+    SettingSpec(
+        "VM_DEADLINE_FACTOR",
+        "vm_deadline_factor",
+        _positive_number("times"),
+        "processpool: wall time allowed per second of CPU budget",
+    ),
     SettingSpec("VM_MAX_MEMORY", "max_memory", _parse_size, "Heap ceiling of one guild VM", limit=True),
     SettingSpec(
         "VM_CPU_MS_PER_EVENT", "cpu_ms_per_event", _positive_int("ms"), "CPU time per event, ms", limit=True
@@ -124,6 +149,20 @@ SETTINGS: tuple[SettingSpec, ...] = (
     ),
     SettingSpec(
         "VM_MAX_OUTPUT_PER_EVENT", "max_output_per_event", _parse_size, "print bytes per event", limit=True
+    ),
+    SettingSpec(
+        "TASK_MAX_PENDING_TIMERS",
+        "max_pending_timers",
+        _positive_int("timers"),
+        "task waits, delays and defers pending per server",
+        limit=True,
+    ),
+    SettingSpec(
+        "TASK_MAX_DELAY_SECONDS",
+        "max_timer_delay_seconds",
+        _positive_int("seconds"),
+        "Longest task.wait or task.delay",
+        limit=True,
     ),
     SettingSpec("SCRIPT_MAX_BYTES", "max_script_bytes", _parse_size, "Size of one script", limit=True),
     SettingSpec(
@@ -150,6 +189,8 @@ class Settings:
     vm_idle_seconds: int = 900
     vm_max_resident: int = 10_000
     vm_guild_queue: int = 100
+    vm_deadline_seconds: float = 2.0
+    vm_deadline_factor: float = 10.0
     limits: SandboxLimits = field(default_factory=SandboxLimits)
 
     @property
@@ -185,6 +226,8 @@ class Settings:
             idle_seconds=float(self.vm_idle_seconds),
             max_resident_vms=self.vm_max_resident,
             guild_queue_size=self.vm_guild_queue,
+            worker_deadline_seconds=self.vm_deadline_seconds,
+            worker_deadline_factor=self.vm_deadline_factor,
         )
 
     def require_token(self) -> str:

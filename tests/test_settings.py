@@ -37,6 +37,10 @@ def test_values_are_parsed():
             "VM_CPU_MS_PER_EVENT": "250",
             "SCRIPT_MAX_BYTES": "16KiB",
             "KV_MAX_KEYS": "50",
+            "VM_DEADLINE_SECONDS": "1.5",
+            "VM_DEADLINE_FACTOR": "20",
+            "TASK_MAX_PENDING_TIMERS": "10",
+            "TASK_MAX_DELAY_SECONDS": "60",
         }
     )
     assert settings.require_token() == TOKEN
@@ -49,6 +53,9 @@ def test_values_are_parsed():
     assert settings.limits.cpu_ms_per_event == 250
     assert settings.limits.max_script_bytes == 16 * 1024
     assert settings.limits.kv_max_keys == 50
+    config = settings.pool_config()
+    assert (config.worker_deadline_seconds, config.worker_deadline_factor) == (1.5, 20.0)
+    assert (settings.limits.max_pending_timers, settings.limits.max_timer_delay_seconds) == (10, 60)
 
 
 @pytest.mark.parametrize(
@@ -66,6 +73,10 @@ def test_values_are_parsed():
         ("VM_MAX_MEMORY", "64KiB", "is too small"),
         ("VM_CPU_MS_PER_EVENT", "-5", "is not a positive whole number"),
         ("DISCORD_API_BASE", "proxy.local", "is not an http(s) URL"),
+        ("VM_DEADLINE_SECONDS", "0", "is not a positive number"),
+        ("VM_DEADLINE_SECONDS", "soon", "is not a positive number"),
+        ("VM_DEADLINE_FACTOR", "inf", "is not a positive number"),
+        ("TASK_MAX_DELAY_SECONDS", "1.5", "is not a positive whole number"),
     ],
 )
 def test_bad_values_name_the_variable_and_the_fix(variable, value, problem):
