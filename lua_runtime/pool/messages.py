@@ -2,7 +2,7 @@
 
 Requests (:data:`VmAction`) go from the facade to a worker's request channel; records
 (:data:`WorkerRecord`) come back in batches. Every message is a plain, picklable record: no futures,
-locks or closures, so the same protocol serves worker threads today and worker processes later. A
+locks or closures, so the same protocol serves worker threads and worker processes alike. A
 request that wants an answer carries a ``request_id`` (0 means none); the facade keeps the future
 for each id and resolves it when a :class:`Reply` with that id comes back.
 """

@@ -1,6 +1,6 @@
 """Where a worker gets a guild's scripts when it builds the guild's VM.
 
-Workers build VMs on their own thread (or, later, in their own process) whenever a guild has none:
+Workers build VMs on their own thread (or in their own process) whenever a guild has none:
 on first use, after an eviction, after a crash. They read the scripts synchronously through a
 :class:`ScriptProvider`. The pool is given either a provider, shared by every worker thread (so it
 must be thread-safe), or a :data:`ScriptProviderFactory`, called once on each worker so that each

@@ -1,6 +1,6 @@
 """The worker loop that every VM distribution strategy runs: the seed's ``ThreadEntry``.
 
-A strategy starts workers (threads now, processes later); each worker calls :func:`serve`, which
+A strategy starts workers (threads or processes); each worker calls :func:`serve`, which
 sets up the worker's script provider and runs a :class:`WorkerLoop` over a request channel
 (:class:`Inbox`) and a reply channel (:class:`Outbox`). The loop owns its guild VMs outright: no
 other object holds one, so when a worker dies its VMs go with it, and the facade's guild -> worker

@@ -157,4 +157,6 @@ def test_the_watchdog_is_armed_with_each_requests_budget_and_disarmed_when_idle(
     )
     event = LIMITS.cpu_ms_per_event / 1000
     # The first event builds the VM: two top levels and the build itself, each worth one event's budget.
-    assert watchdog.calls == [event, 3 * event, event, "disarm"]
+    # (A slow machine may end the slice between the two events: the watchdog is then disarmed there too.)
+    assert [call for call in watchdog.calls if call != "disarm"] == [event, 3 * event, event]
+    assert watchdog.calls[-1] == "disarm" and watchdog.calls[1] == 3 * event
