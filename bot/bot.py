@@ -22,7 +22,7 @@ from bot.actions import ActionExecutor
 from bot.reporting import Incident, IncidentReporter, incidents_of
 from bot.settings import Settings
 from bot.storage import GuildSettings, Storage
-from lua_runtime.pool import EventDropped, PoolClosed, VmPool
+from lua_runtime.pool import EventDropped, PoolClosed, PoolError, VmPool
 from lua_runtime.results import EventResult, OutputLine, ScriptError
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,12 @@ class WardenBot(commands.Bot):
             except (EventDropped, PoolClosed):
                 return  # counted and logged by the pool: one report per drop would flood the log
             except Exception as exc:
-                log.exception("guild %s: dispatching %s failed", guild_id, event)
+                if isinstance(exc, PoolError):
+                    # A crashed worker or a failed VM: the pool logged the cause once, with its
+                    # traceback; each event it cost gets one line here, and a report to its guild.
+                    log.warning("guild %s: the %s event was not run: %s", guild_id, event, exc)
+                else:
+                    log.exception("guild %s: dispatching %s failed", guild_id, event)
                 incident = Incident("(all scripts)", "internal", f"the {event} event was not run: {exc}")
                 await self.reporter.record(guild, guild_id, settings, None, [incident])
                 return

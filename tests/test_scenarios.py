@@ -7,10 +7,16 @@ nothing was lost", "Discord refused a kick and we were told why".
 
 from __future__ import annotations
 
+import asyncio
+import multiprocessing
+import os
+import signal
 from pathlib import Path
 
 import pytest
 
+from lua_runtime.limits import SandboxLimits
+from lua_runtime.pool import PoolConfig
 from tests.support.harness import WardenHarness, open_harness, warden
 
 __all__ = ["warden"]  # the fixture, used by name below
@@ -169,3 +175,40 @@ async def test_a_refused_kick_is_reported_to_the_guild_and_nothing_crashes(warde
     await h.send_message("!kickme")
     await h.fake.wait_for_call("DELETE", MEMBER, guild_id=h.guild_id, user_id=h.member.id, count=2)
     assert h.member.id not in h.fake.state.guilds[h.guild_id].members
+
+
+SLOW_ON_HELLO = """local discord = require("@warden/discord")
+local kv = require("@warden/kv")
+return {
+  message = function(msg)
+    if msg.content == "hello" then
+      kv.set("started", true)
+      local started = os.clock()
+      while os.clock() - started < 20 do end
+    end
+    discord.reply(msg, "still here")
+  end,
+}
+"""
+
+
+async def test_a_worker_process_killed_mid_event_is_reported_and_the_guild_recovers(tmp_path: Path) -> None:
+    config = PoolConfig(strategy="processpool", workers=1)
+    async with open_harness(tmp_path, limits=SandboxLimits(cpu_ms_per_event=30_000), pool_config=config) as h:
+        await h.run("config", options={"error_channel": h.error_channel})
+        await h.upload_script("slow", SLOW_ON_HELLO)
+        [worker] = multiprocessing.active_children()
+        await h.send_message("hello")
+        async with asyncio.timeout(10):
+            # The script's first write says its event is running in the worker (nothing to await).
+            while not await h.storage.kv_get(h.guild_id, "started"):  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        os.kill(worker.pid, signal.SIGKILL)  # what the OOM killer or an operator's mistake would do
+        report = await h.fake.wait_for_call("POST", MESSAGES, channel_id=h.error_channel.id)
+        [embed] = report.payload["embeds"]
+        assert "the message event was not run" in embed["description"]
+        assert "SIGKILL" in embed["description"]
+        mark = h.fake.mark()
+        await h.send_message("anything else")
+        reply = await h.fake.wait_for_call("POST", MESSAGES, since=mark, channel_id=h.general.id)
+        assert reply.payload["content"] == "still here"
