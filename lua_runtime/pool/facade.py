@@ -317,7 +317,8 @@ class VmPool:
         guild = self._guild(guild_id)
         worker = guild.worker or self._place(guild)
         exited = self._exit_waiter(worker.worker_id)
-        worker.send(InjectFault(NO_REPLY, f"fault injected for guild {guild_id}", kind, delay_seconds))
+        reason = f"fault injected for guild {guild_id}"
+        worker.send(InjectFault(NO_REPLY, reason, kind, delay_seconds, guild_id))
         await exited
 
     async def stats(self, guild_id: int | None = None) -> PoolStats:
@@ -649,16 +650,24 @@ class VmPool:
                 len(worker.guilds),
                 len(worker.pending),
             )
-            self._fail_all(worker, WorkerCrashed, record.crash)
+            self._fail_all(worker, WorkerCrashed, record.crash, record.culprit)
         else:
             self._fail_all(worker, PoolClosed)
         for waiter in self._exit_waiters.pop(worker.worker_id, ()):
             if not waiter.done():
                 waiter.set_result(None)
 
-    def _fail_all(self, worker: WorkerHandle, error: type[PoolError], crash: str | None = None) -> None:
+    def _fail_all(
+        self,
+        worker: WorkerHandle,
+        error: type[PoolError],
+        crash: str | None = None,
+        culprit: int | None = None,
+    ) -> None:
         """Fail every request open on ``worker``; ``crash`` says what ended it, for the guilds'
-        admins (a worker process killed or dead says how: "killed: an event ran past ...")."""
+        admins (a worker process killed or dead says how: "died: SIGKILL (signal 9)"). A worker
+        killed for one guild's overrunning work (``culprit``) is explained to that guild as its own
+        fault and to the others as someone else's, without naming who."""
         pending, worker.pending = worker.pending, {}
         for future, guild, _, is_event in pending.values():
             guild_id = None
@@ -669,13 +678,23 @@ class VmPool:
                     guild.counters.failed += 1
             if future.done():
                 continue
-            if error is WorkerCrashed:
+            if error is not WorkerCrashed:
+                message = SHUT_DOWN
+            elif culprit is not None and guild_id == culprit:
+                message = (
+                    "this server's script ran past the worker's deadline in a call that could not be "
+                    "interrupted, so its worker was stopped; the next event starts a fresh VM"
+                )
+            elif culprit is not None:
+                message = (
+                    "the worker running this server's scripts was stopped because another server's "
+                    "script ran past its deadline; the next event starts a fresh VM"
+                )
+            else:
                 message = (
                     f"the worker running this server's scripts crashed ({crash}) before it answered "
                     "this request; the next event starts a fresh VM"
                 )
-            else:
-                message = SHUT_DOWN
             future.set_exception(error(guild_id, message))
 
     # --- housekeeping --------------------------------------------------------------------------

@@ -108,12 +108,14 @@ class InjectFault:
 
     ``delay_seconds`` (``kill`` and ``abort``) lets the worker go on for that long first, so that
     the fault lands in the middle of whatever it runs next, such as an event sent just before.
+    A ``stall`` is the work of ``guild_id``, as a script stuck in C code would be.
     """
 
     request_id: int
     reason: str
     kind: FaultKind = "raise"
     delay_seconds: float = 0.0
+    guild_id: int = 0
 
 
 #: Requests that belong to one guild and run in that guild's order.
@@ -210,10 +212,12 @@ class TimersPending:
 
 @dataclass(slots=True)
 class WorkerExit:
-    """The last record a worker sends. ``crash`` is None for a clean stop, else what killed it."""
+    """The last record a worker sends. ``crash`` is None for a clean stop, else what killed it;
+    ``culprit`` is the guild whose work the worker was killed for (a deadline), when there is one."""
 
     worker_id: int
     crash: str | None
+    culprit: int | None = None
 
 
 WorkerRecord = Reply | VmBuilt | TimerResult | TimersPending | WorkerExit

@@ -22,7 +22,7 @@ Each worker process has two one-way pipes, and two threads in the parent:
   ``CLOCK_MONOTONIC`` instant by which that work must be over (:class:`WorkerDeadline`), and the
   watcher SIGKILLs a worker past it. When the pipe closes, the watcher reaps the process and, if
   the worker could not say how it ended, tells the facade in its place (``WorkerExit`` with
-  "killed: an event ran past the 2.0 s deadline" or "died: SIGABRT (signal 6)").
+  "killed: guild 123's work ran past the 2.0 s deadline" or "died: SIGABRT (signal 6)").
 
 Host services work in the worker as they do in the bot: the script provider factory crosses into
 the process pickled (``functools.partial(StoredScripts, path, limits)`` opens its own SQLite
@@ -115,15 +115,18 @@ class _SharedDeadline:
     into shared memory when its guest work must be over, for the watcher in the parent to read.
 
     ``cell[0]`` is the deadline (``time.monotonic``, which is ``CLOCK_MONOTONIC``, the same clock
-    in every process), 0 when nothing runs; ``cell[1]`` the seconds it allowed, for the message.
+    in every process), 0 when nothing runs; ``cell[1]`` the seconds it allowed, for the message;
+    ``guild[0]`` the guild whose work it is (0 for the worker's own, such as a stall drill).
     """
 
-    def __init__(self, cell: Any, deadline: WorkerDeadline) -> None:
+    def __init__(self, cell: Any, guild: Any, deadline: WorkerDeadline) -> None:
         self._cell = cell
+        self._guild = guild
         self._deadline = deadline
 
-    def arm(self, cpu_budget_seconds: float) -> None:
+    def arm(self, cpu_budget_seconds: float, guild_id: int) -> None:
         seconds = self._deadline.seconds(cpu_budget_seconds)
+        self._guild[0] = guild_id
         self._cell[1] = seconds
         self._cell[0] = time.monotonic() + seconds
 
@@ -170,7 +173,7 @@ class _PipeInbox:
         log.warning("VM worker process %s: %s (%s)", os.getpid(), fault.reason, fault.kind)
         if fault.kind == "stall":
             # Armed as an event is, so the supervisor sees what a script stalled in C looks like.
-            self._watchdog.arm(self._event_budget)
+            self._watchdog.arm(self._event_budget, fault.guild_id)
             _stall_in_c()
             return
         act = _kill_self if fault.kind == "kill" else _abort_through_out_of_memory
@@ -236,6 +239,7 @@ def _worker_main(
     settings: WorkerSettings,
     clock: Callable[[], float],
     cell: Any,
+    guild: Any,
     deadline: WorkerDeadline,
     log_level: int,
 ) -> None:
@@ -243,7 +247,7 @@ def _worker_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=log_level, format=LOG_FORMAT, datefmt=LOG_DATE_FORMAT, style="{", force=True)
-    watchdog = _SharedDeadline(cell, deadline)
+    watchdog = _SharedDeadline(cell, guild, deadline)
     inbox = _PipeInbox(requests, watchdog, settings.limits.cpu_ms_per_event / 1000)
     serve(worker_id, inbox, _PipeOutbox(records), scripts, settings, clock, watchdog)
 
@@ -278,21 +282,34 @@ class _WorkerProcess:
         self.worker_id = worker_id
         self._deliver = deliver
         self._cell = _CONTEXT.RawArray("d", 2)
+        # Snowflakes pass 2**53: the guild id needs an integer cell of its own.
+        self._guild = _CONTEXT.RawArray("q", 1)
         child_requests, self._requests = _CONTEXT.Pipe(duplex=False)
         self._records, child_records = _CONTEXT.Pipe(duplex=False)
         self._child_ends = (child_requests, child_records)
         log_level = logging.getLogger("lua_runtime").getEffectiveLevel()
         self.process = _CONTEXT.Process(
             target=_worker_main,
-            args=(worker_id, child_requests, child_records, scripts, settings, clock, self._cell, deadline),
+            args=(
+                worker_id,
+                child_requests,
+                child_records,
+                scripts,
+                settings,
+                clock,
+                self._cell,
+                self._guild,
+                deadline,
+            ),
             kwargs={"log_level": log_level},
             name=f"warden-vm-{worker_id}",
             daemon=True,
         )
         self._outgoing: queue.SimpleQueue[list[VmAction] | None] = queue.SimpleQueue()
         self._start_failure: str | None = None
-        #: Why the parent killed the process, once it did.
+        #: Why the parent killed the process, once it did, and the guild whose work overran.
         self._killed: str | None = None
+        self._culprit: int | None = None
         #: ``time.monotonic`` by which a worker told to shut down must have exited.
         self._stop_by: float | None = None
         self._started = threading.Event()
@@ -402,7 +419,7 @@ class _WorkerProcess:
             conn.close()
         crash = self._reap()
         self._outgoing.put(None)  # stops the sender
-        deliver(worker_id, [exited if exited is not None else WorkerExit(worker_id, crash)])
+        deliver(worker_id, [exited if exited is not None else WorkerExit(worker_id, crash, self._culprit)])
 
     def _check_deadlines(self) -> None:
         if self._killed is not None:
@@ -410,8 +427,10 @@ class _WorkerProcess:
         now = time.monotonic()
         armed_until = self._cell[0]
         if armed_until and now > armed_until:
-            self.kill(f"killed: an event ran past the {self._cell[1]:.1f} s deadline")
-            log.error("VM worker %s ran past its deadline; killed", self.worker_id)
+            self._culprit = self._guild[0] or None
+            whose = f"guild {self._culprit}'s work" if self._culprit else "its work"
+            self.kill(f"killed: {whose} ran past the {self._cell[1]:.1f} s deadline")
+            log.error("VM worker %s: %s ran past its deadline; killed", self.worker_id, whose)
         elif self._stop_by is not None and now > self._stop_by:
             self.kill("killed: it did not stop within the shutdown's drain time")
             log.warning("VM worker %s did not stop in time; killed", self.worker_id)

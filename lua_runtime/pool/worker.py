@@ -108,8 +108,9 @@ class Watchdog(Protocol):
     worth. Both are called on the worker, once per request at most, so they must be cheap.
     """
 
-    def arm(self, cpu_budget_seconds: float) -> None:
-        """Guest work under a budget of ``cpu_budget_seconds`` of CPU starts now."""
+    def arm(self, cpu_budget_seconds: float, guild_id: int) -> None:
+        """Guest work of ``guild_id`` under a budget of ``cpu_budget_seconds`` of CPU starts now
+        (the guild is named so that a worker killed for it can say whose work overran)."""
         ...
 
     def disarm(self) -> None:
@@ -331,7 +332,7 @@ class WorkerLoop:
             slot = ready.popleft()
             action = slot.queue.popleft()
             if watchdog is not None:
-                watchdog.arm(budget)
+                watchdog.arm(budget, slot.guild_id)
             try:
                 handlers[type(action)](slot, action)
             except _RequestFailed as failed:
@@ -397,7 +398,7 @@ class WorkerLoop:
             return
         if self._watchdog is not None:
             # A run starts resumptions until it has used one event budget; the last may use another.
-            self._watchdog.arm(2 * self._event_budget)
+            self._watchdog.arm(2 * self._event_budget, slot.guild_id)
         started = time.thread_time()
         try:
             result = vm.run_timers()
@@ -422,7 +423,7 @@ class WorkerLoop:
     def _dry_run(self, slot: _GuildSlot, action: DryRunScript) -> None:
         if self._watchdog is not None:
             # A dry run builds a VM, runs a handler and follows the timers it sets.
-            self._watchdog.arm(MAX_CPU_BUDGETS * self._event_budget)
+            self._watchdog.arm(MAX_CPU_BUDGETS * self._event_budget, slot.guild_id)
         started = time.thread_time()
         try:
             # Reads see the guild's data; writes stay in the run.
@@ -503,7 +504,7 @@ class WorkerLoop:
         if self._watchdog is not None:
             # Each script's top level runs under its own event budget, and the build itself costs
             # about one more.
-            self._watchdog.arm((len(scripts) + 1) * self._event_budget)
+            self._watchdog.arm((len(scripts) + 1) * self._event_budget, guild_id)
         started = time.thread_time()
         try:
             vm = GuildVM(guild_id, scripts, self._limits, self._scripts.kv_store, self._clock)

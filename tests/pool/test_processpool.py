@@ -234,11 +234,17 @@ async def test_a_stall_in_c_is_ended_by_the_deadline(quick_pool: VmPool) -> None
     # The stall and an event go to the worker in one batch (the fault's task sends first, in the
     # same turn): the event waits behind the stall and fails when the supervisor kills the worker.
     # The bound makes a missing supervisor fail the test instead of hanging it.
+    neighbour = min(doomed - {victim})
     stall = asyncio.ensure_future(pool.inject_fault(victim, "stall"))
     in_flight = pool.submit(victim, "message", message("b"))
+    beside_it = pool.submit(neighbour, "message", message("b"))
     await asyncio.wait_for(stall, timeout=30)
-    with pytest.raises(WorkerCrashed, match=r"killed: an event ran past the 1\.0 s deadline"):
+    with pytest.raises(WorkerCrashed, match=r"this server's script ran past the worker's deadline"):
         await in_flight
+    # The neighbour is told it was someone else's script, and not whose.
+    with pytest.raises(WorkerCrashed, match=r"stopped because another server's script ran past") as caught:
+        await beside_it
+    assert str(victim) not in str(caught.value)
 
     after = await asyncio.gather(*(pool.dispatch(g, "message", message("c")) for g in guilds))
     assert {g: printed(r) for g, r in zip(guilds, after, strict=True)} == {

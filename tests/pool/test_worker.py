@@ -138,7 +138,8 @@ def test_the_watchdog_is_armed_with_each_requests_budget_and_disarmed_when_idle(
         def __init__(self) -> None:
             self.calls: list[object] = []
 
-        def arm(self, cpu_budget_seconds: float) -> None:
+        def arm(self, cpu_budget_seconds: float, guild_id: int) -> None:
+            assert guild_id == 1
             self.calls.append(cpu_budget_seconds)
 
         def disarm(self) -> None:
