@@ -372,6 +372,7 @@ class WorkerLoop:
                 )
             )
         vm = slot.vm if slot.vm is not None else self._build_on_demand(slot)
+        self._arm_for_rebuild(slot, vm)
         started = time.thread_time()
         try:
             result = vm.dispatch(action.event, action.payload)
@@ -383,6 +384,12 @@ class WorkerLoop:
         slot.tokens -= cpu
         self._note_rebuild(slot, vm)
         self._records.append(Reply(action.request_id, result, None, cpu))
+
+    def _arm_for_rebuild(self, slot: _GuildSlot, vm: GuildVM) -> None:
+        """A VM that stopped being trustworthy rebuilds itself from its scripts before it runs
+        anything: give the watchdog the budget of a build, not of one event."""
+        if not vm.trusted and self._watchdog is not None:
+            self._watchdog.arm((len(vm.scripts) + 1) * self._event_budget, slot.guild_id)
 
     def _run_timers(self, slot: _GuildSlot, action: _RunTimers) -> None:
         slot.timers_queued = False
@@ -399,6 +406,7 @@ class WorkerLoop:
         if self._watchdog is not None:
             # A run starts resumptions until it has used one event budget; the last may use another.
             self._watchdog.arm(2 * self._event_budget, slot.guild_id)
+        self._arm_for_rebuild(slot, vm)
         started = time.thread_time()
         try:
             result = vm.run_timers()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pickle
 
 from lua_runtime.guild_vm import ScriptSource
+from lua_runtime.limits import MiB, SandboxLimits
 from lua_runtime.pool.messages import (
     DispatchEvent,
     DryRunScript,
@@ -161,3 +162,43 @@ def test_the_watchdog_is_armed_with_each_requests_budget_and_disarmed_when_idle(
     # (A slow machine may end the slice between the two events: the watchdog is then disarmed there too.)
     assert [call for call in watchdog.calls if call != "disarm"] == [event, 3 * event, event]
     assert watchdog.calls[-1] == "disarm" and watchdog.calls[1] == 3 * event
+
+
+def test_an_event_that_rebuilds_an_untrusted_vm_arms_the_watchdog_with_a_builds_budget() -> None:
+    class RecordingWatchdog:
+        def __init__(self) -> None:
+            self.armed: list[float] = []
+
+        def arm(self, cpu_budget_seconds: float, guild_id: int) -> None:
+            self.armed.append(cpu_budget_seconds)
+
+        def disarm(self) -> None:
+            pass
+
+    hoarder = ScriptSource(
+        "hoarder",
+        "local keep = {} return { message = function() "
+        "while true do keep[#keep + 1] = string.rep('x', 4096) end end }",
+    )
+    limits = SandboxLimits(max_memory=2 * MiB)
+    watchdog = RecordingWatchdog()
+    batches = [
+        [DispatchEvent(1, 1, "message", message("fill"))],
+        [DispatchEvent(2, 1, "message", message("after"))],
+        [Shutdown(0, 5.0)],
+    ]
+    outbox = PickledOutbox()
+    settings = WorkerSettings(limits, cpu_seconds=10.0, cpu_window_seconds=10.0)
+    serve(
+        1,
+        PickledInbox(batches),
+        outbox,
+        SharedProvider(InMemoryScripts({1: [hoarder]})),
+        settings,
+        watchdog=watchdog,
+    )
+    event = limits.cpu_ms_per_event / 1000
+    # The first event, its VM's build (one script and the build), then the second event, which
+    # finds the VM untrusted and rebuilds it first.
+    assert watchdog.armed == [event, 2 * event, event, 2 * event]
+    assert any(isinstance(r, VmBuilt) for r in outbox.records[2:])
