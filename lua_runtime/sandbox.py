@@ -82,6 +82,15 @@ def _bytecode(chunk: str) -> bytes:
     return dump(source, b"=" + chunk.encode())
 
 
+def memory_limit_message(limits: SandboxLimits) -> str:
+    """The message of a ``memory_limit`` error under ``limits``.
+
+    Made here, once per VM, and handed to the kernel: the kernel needs it when the guest's heap is
+    full, where formatting it then could itself run out of memory.
+    """
+    return f"memory limit exceeded ({limits.max_memory / MiB:g} MiB per server)"
+
+
 @dataclass(frozen=True, slots=True)
 class Ceilings:
     """The two heap ceilings of a sandbox, in bytes."""
@@ -124,6 +133,7 @@ class Sandbox:
                 "max_actions": limits.max_actions_per_event,
                 "max_output": limits.max_output_per_event,
                 "max_memory": limits.max_memory,
+                "memory_message": memory_limit_message(limits),
                 "kv_max_key_bytes": limits.kv_max_key_bytes,
                 "events": list(EVENT_NAMES),
             },

@@ -12,8 +12,8 @@ from lupa import lua54
 from bench.sandbox import HEAVY, TRIVIAL
 from lua_runtime.events import sample_payload
 from lua_runtime.guild_vm import GuildVM, ScriptSource
-from lua_runtime.limits import SandboxLimits
-from lua_runtime.sandbox import Sandbox, _bytecode
+from lua_runtime.limits import MiB, SandboxLimits
+from lua_runtime.sandbox import Sandbox, _bytecode, memory_limit_message
 
 KiB = 1024
 
@@ -74,3 +74,9 @@ def test_the_io_and_package_libraries_are_gone_from_the_registry_too() -> None:
         "return registry._LOADED.io, registry._LOADED.package, registry['FILE*'], registry._IO_output, io"
     )
     assert left == (None, None, None, None, None)
+
+
+def test_the_memory_limit_message_the_host_hands_the_kernel() -> None:
+    for max_memory, shown in ((4 * MiB, "4"), (3 * MiB // 2, "1.5")):
+        message = memory_limit_message(SandboxLimits(max_memory=max_memory))
+        assert message == f"memory limit exceeded ({shown} MiB per server)"
