@@ -9,9 +9,9 @@
 --
 -- Most of the library is compiled into a VM only when a script first needs it: every guild VM would
 -- otherwise carry all of it, and most scripts use little of it. It comes in groups, one chunk each
--- in this folder: numbers.lua (Luau's number formatting), strings.lua
--- (string.split), tables.lua (freeze, isfrozen, clone, clear, create, find), maths.lua (clamp, sign,
--- round) and bit32.lua. A group is loaded
+-- in this folder: numbers.lua (Luau's number formatting), strings.lua (string.split), tables.lua
+-- (freeze, isfrozen, clone, clear, create, find), maths.lua (clamp, sign, round) and bit32.lua. A
+-- group is loaded
 -- * for `table`, `math` and `bit32`: when a script reads a field the library table lacks. The table
 --   has a metatable (LAZY) whose __index fills it from the group, then removes itself; iterating a
 --   library (pairs, generalized iteration, table.clone) fills it first, so nothing looks missing;
@@ -36,7 +36,7 @@
 --   this chunk. Wrapped C functions run under pcall for the same reason (see call_c). Forwarding
 --   functions tail-call, so that they add no level.
 -- * Memory counts more than speed: every guild VM runs this chunk. Functions that share a body are
---   closures of one prototype, and nothing builds tables of constants.
+--   closures of one prototype, and the only tables built are the loader's own three.
 
 local fetch, fetched = ...
 local type, tostring, tonumber, select, error, next = type, tostring, tonumber, select, error, next
@@ -161,8 +161,8 @@ function store_of(t)
   return store
 end
 
--- A function that calls `group`'s function `name`: forwards library functions that the kernel wraps
--- when it starts (it would read them before any script could need them).
+-- A function that calls function `fname` of group `name`: stands in for a library function that the
+-- kernel wraps when it starts (it reads it before any script could need it).
 local function forward(name, fname)
   return function(...) return group(name)[fname](...) end
 end
@@ -180,10 +180,10 @@ utf8.charpattern = "[\0-\x7F\xC2-\xF4][\x80-\xBF]*"
 
 -- For the sandbox: a read-only view of `store` (a library table, a module), which guests see as a
 -- frozen table while the host keeps `store` itself; and the fields of a table a script froze. Each
--- view has a metatable of its own, whose __index is the store itself: a shared metatable with a
--- function __index would save a quarter of a KiB per view, but a metamethod call takes a level of
--- the C stack on every library read, and near the C stack's limit the kernel's budget hook then
--- fails to run (a recursion through coroutine.wrap ran for seconds past its CPU limit that way).
+-- view has a metatable of its own, whose __index is the store itself. A shared metatable with a
+-- function __index would save a quarter of a KiB per view, but it makes every library read a
+-- metamethod call, and with it the recursion through coroutine.wrap of tests/sandbox/test_cpu.py ran
+-- for seconds past its CPU limit (near the C stack's limit, the budget hook cannot run).
 local function readonly(store)
   local view = setmetatable({}, { __index = store, __newindex = refuse_write, __len = frozen_len,
                                   __pairs = frozen_pairs, __metatable = false })
