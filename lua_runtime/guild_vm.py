@@ -27,7 +27,7 @@ from lua_runtime.kv_store import KeyValueStore
 from lua_runtime.limits import MIN_TASK_WAIT_SECONDS, SandboxLimits
 from lua_runtime.luau import LuauSyntaxError, translate
 from lua_runtime.results import MAX_ERROR_CHARS, EventResult, OutputLine, ScriptError
-from lua_runtime.sandbox import GuildKV, Sandbox
+from lua_runtime.sandbox import GuildKV, Sandbox, memory_limit_message
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +191,7 @@ class GuildVM:
         return list(detail.values())
 
     def _memory_message(self) -> str:
-        return f"memory limit exceeded ({self.limits.max_memory / 2**20:g} MiB per server)"
+        return memory_limit_message(self.limits)
 
     def _check_trust(self) -> None:
         if self._sandbox.collect_garbage() > self.limits.max_memory * UNTRUSTED_HEAP_SHARE:

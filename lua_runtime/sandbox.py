@@ -132,7 +132,6 @@ class Sandbox:
                 "hook_period": HOOK_PERIOD,
                 "max_actions": limits.max_actions_per_event,
                 "max_output": limits.max_output_per_event,
-                "max_memory": limits.max_memory,
                 "memory_message": memory_limit_message(limits),
                 "kv_max_key_bytes": limits.kv_max_key_bytes,
                 "events": list(EVENT_NAMES),

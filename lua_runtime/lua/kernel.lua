@@ -11,7 +11,7 @@
 --   hook_period    instructions between two budget checks
 --   max_actions    actions one event may request
 --   max_output     bytes of print output kept per event
---   max_memory     the guest's heap ceiling, in bytes (for messages only; lupa enforces it)
+--   memory_message the message of a memory_limit error (the host formats it; lupa enforces the ceiling)
 --   fetch, fetched fetch(name) returns the bytecode of host module `name` (patterns,
 --                  pattern_engine, discord, kv) with the host's heap ceiling raised for the load;
 --                  fetched() puts the guest's ceiling back
@@ -31,7 +31,9 @@ local clock = config.clock
 local HOOK_PERIOD = config.hook_period
 local MAX_ACTIONS = config.max_actions
 local MAX_OUTPUT = config.max_output
-local MAX_MEMORY_MIB = config.max_memory / 1048576
+-- The memory-limit message, made by the host: it is needed when the heap is full, where building
+-- it (string.format, which may have to be loaded first) could itself run out of memory.
+local MEMORY_MESSAGE = config.memory_message
 local luau_tostring = config.luau.tostring
 local readonly, contents = config.luau.readonly, config.luau.contents
 
@@ -96,7 +98,13 @@ end
 
 local function rethrow_if_spent(ok, ...)
   if not ok then
-    if exhausted then error(STOP, 0) end
+    -- A caught error is also where the clock is read: near the C stack's limit the budget hook
+    -- cannot run (calling it raises "C stack overflow" instead), and a guest that catches that
+    -- error would otherwise run on, unchecked, until its heap is full.
+    if exhausted or clock() > deadline then
+      exhausted = exhausted or "time_limit"
+      error(STOP, 0)
+    end
     if (...) == "not enough memory" then stop("memory_limit") end
   end
   return ok, ...
@@ -168,7 +176,10 @@ local function arm(co)
 end
 
 local function resumed(ok, ...)
-  if exhausted then error(STOP, 0) end
+  if exhausted or (not ok and clock() > deadline) then -- see rethrow_if_spent
+    exhausted = exhausted or "time_limit"
+    error(STOP, 0)
+  end
   if not ok and (...) == "not enough memory" then stop("memory_limit") end
   return ok, ...
 end
@@ -315,12 +326,12 @@ table.sort = function(t, ...)
 end
 -- concat and unpack take the raw length when none is given, as Luau's do: C's would call __len.
 table.concat = function(t, sep, i, j)
-  if type(t) == "table" and j == nil then j = rawlen(t) end
+  if type(t) == "table" and j == nil then j = rawlen(contents(t)) end
   if type(i) == "number" and type(j) == "number" and j - i > COSTLY then charge() end
   return c_concat(t, sep, i, j)
 end
 table.unpack = function(t, i, j)
-  if type(t) == "table" and j == nil then j = rawlen(t) end
+  if type(t) == "table" and j == nil then j = rawlen(contents(t)) end
   if type(j) == "number" and j - (type(i) == "number" and i or 1) > COSTLY / 16 then charge() end
   return c_unpack(t, i, j)
 end
@@ -432,7 +443,7 @@ local function failure(co, err, name)
     message = "time limit exceeded (" .. budget_ms .. " ms of CPU per event)"
   elseif kind == "memory_limit" or (kind == nil and err == "not enough memory") then
     kind = "memory_limit"
-    message = str_format("memory limit exceeded (%g MiB per server)", MAX_MEMORY_MIB)
+    message = MEMORY_MESSAGE
   elseif kind == "limit" then
     message = exhausted_message
   else

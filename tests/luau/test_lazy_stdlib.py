@@ -105,23 +105,7 @@ def test_a_missing_field_of_a_lazy_library_stays_missing() -> None:
     ]
 
 
-# The kernel's table.concat wrapper takes a frozen table's raw length, which is 0 (the fields live in
-# the hidden store); the plain harness has no such wrapper.
-KERNEL_DIFFERENCES = {"stdlib_table"}
-
-
-@pytest.mark.parametrize(
-    "program",
-    [
-        pytest.param(
-            path, marks=pytest.mark.xfail(strict=True, reason="kernel's table.concat on frozen tables")
-        )
-        if path.stem in KERNEL_DIFFERENCES
-        else path
-        for path in sorted(CORPUS.glob("*.luau"))
-    ],
-    ids=lambda path: path.stem,
-)
+@pytest.mark.parametrize("program", sorted(CORPUS.glob("*.luau")), ids=lambda path: path.stem)
 def test_the_corpus_prints_the_same_through_the_sandbox(program: Path) -> None:
     vm = GuildVM(1, [ScriptSource("script", program.read_text())], SandboxLimits())
     printed = "".join(line.text + "\n" for line in vm.load_output)

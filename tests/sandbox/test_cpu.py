@@ -80,6 +80,12 @@ ENDLESS_HANDLERS = {
         "local function f() pcall(coroutine.wrap(f)) f() end f()"
     ),
     "xpcall handlers that start xpcalls": "local function h(e) return xpcall(error, h, e) end xpcall(error, h, 'x')",
+    "recursion through coroutine.wrap that catches the C stack overflow, with a call on the way": (
+        "local function g() return 1 end local function f() local _ = g() pcall(coroutine.wrap(f)) f() end f()"
+    ),
+    "recursion through coroutine.wrap that catches the C stack overflow, reading an unset global": (
+        "local function f() local _ = unset_global pcall(coroutine.wrap(f)) f() end f()"
+    ),
 }
 
 #: Top-level code (line 1) that never ends: it runs when the script is loaded, under the same budget.
