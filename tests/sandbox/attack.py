@@ -130,6 +130,28 @@ def _output(records: list[dict[str, Any]]) -> list[OutputLine]:
     return [OutputLine(**record) for record in records]
 
 
+def run_plan(module: str, plan: Mapping[str, Any], cpu_seconds: float) -> list[str]:
+    """Run ``python -m module`` with ``plan`` (JSON) on its stdin; the lines it printed before its
+    final ``{"done": true}``. Raises :class:`ChildDied` when it does not get there."""
+    try:
+        completed = subprocess.run(
+            [sys.executable, "-m", module],
+            input=json.dumps(plan),
+            capture_output=True,
+            text=True,
+            cwd=REPO_ROOT,
+            timeout=CHILD_WALL_SECONDS,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise ChildDied(f"the child was still running after {CHILD_WALL_SECONDS} s of wall time") from exc
+    lines = completed.stdout.splitlines()
+    if completed.returncode != 0 or not lines or json.loads(lines[-1]) != {"done": True}:
+        progress = "\n".join(line[:300] for line in lines[-3:])
+        raise ChildDied(_describe_death(completed.returncode, completed.stderr, progress, cpu_seconds))
+    return lines[:-1]
+
+
 def run_child(
     guilds: Mapping[int, Sequence[tuple[str, str]]],
     steps: Sequence[tuple[int, str, dict[str, Any] | None]],
@@ -147,25 +169,10 @@ def run_child(
         "guilds": {str(guild): [list(script) for script in scripts] for guild, scripts in guilds.items()},
         "steps": [list(step) for step in steps],
     }
-    try:
-        completed = subprocess.run(
-            [sys.executable, "-m", "tests.support.sandbox_child"],
-            input=json.dumps(plan),
-            capture_output=True,
-            text=True,
-            cwd=REPO_ROOT,
-            timeout=CHILD_WALL_SECONDS,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise ChildDied(f"the child was still running after {CHILD_WALL_SECONDS} s of wall time") from exc
-    lines = completed.stdout.splitlines()
-    if completed.returncode != 0 or not lines or json.loads(lines[-1]) != {"done": True}:
-        progress = "\n".join(line[:300] for line in lines[-3:])
-        raise ChildDied(_describe_death(completed.returncode, completed.stderr, progress, cpu_seconds))
+    lines = run_plan("tests.support.sandbox_child", plan, cpu_seconds)
     loads: dict[int, Load] = {}
     events: list[Event] = []
-    for line in lines[:-1]:
+    for line in lines:
         record = json.loads(line)
         if "event" not in record:
             loads[record["guild"]] = Load(

@@ -12,7 +12,6 @@ child's CPU cap (``cap_resources``), and prints one JSON line per step.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -26,15 +25,13 @@ from lua_runtime.results import ScriptError
 from tests.sandbox.attack import (
     CASE_CPU_SECONDS,
     CHILD_CPU_SECONDS,
-    CHILD_WALL_SECONDS,
-    REPO_ROOT,
     SMALL,
     WITNESS_EVENT,
     WITNESS_OUTPUT,
     WITNESS_SOURCE,
-    ChildDied,
     assert_stopped,
     handler,
+    run_plan,
 )
 from tests.support.sandbox_child import cap_resources, emit
 
@@ -137,25 +134,7 @@ def run_task_attacks(cases: dict[str, str], limits: SandboxLimits = SMALL) -> di
     # Each timer step may spend a few budgets, as the event may: a generous allowance per case.
     cpu_seconds = CHILD_CPU_SECONDS + len(names) * (CASE_CPU_SECONDS + TIMER_STEPS * 0.1)
     plan = {"cpu_seconds": cpu_seconds, "limits": asdict(limits), "guilds": guilds, "steps": steps}
-    try:
-        completed = subprocess.run(
-            [sys.executable, "-m", "tests.sandbox.test_task_attacks"],
-            input=json.dumps(plan),
-            capture_output=True,
-            text=True,
-            cwd=REPO_ROOT,
-            timeout=CHILD_WALL_SECONDS,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise ChildDied(f"the child was still running after {CHILD_WALL_SECONDS} s of wall time") from exc
-    lines = completed.stdout.splitlines()
-    if completed.returncode != 0 or not lines or json.loads(lines[-1]) != {"done": True}:
-        raise ChildDied(
-            f"the child ended with status {completed.returncode}\nlast lines: {lines[-3:]}\n"
-            f"stderr: {completed.stderr[-2000:]}"
-        )
-    records = [json.loads(line) for line in lines[:-1]]
+    records = [json.loads(line) for line in run_plan("tests.sandbox.test_task_attacks", plan, cpu_seconds)]
     loads = {r["guild"]: [ScriptError(**e) for e in r["load_errors"]] for r in records if "load_errors" in r}
     by_guild: dict[int, list[Step]] = {}
     for r in records:
