@@ -261,9 +261,12 @@ class VmPool:
             )
         return self._send(guild, DispatchEvent(self._request_id(), guild_id, event, payload), True)
 
-    async def dispatch(self, guild_id: int, event: str, payload: Mapping[str, Any]) -> Any:
-        """Run ``event`` through the guild's scripts; returns the :class:`EventResult`."""
-        return await self.submit(guild_id, event, payload)
+    def dispatch(self, guild_id: int, event: str, payload: Mapping[str, Any]) -> asyncio.Future[Any]:
+        """Run ``event`` through the guild's scripts: ``await pool.dispatch(...)`` returns the
+        :class:`EventResult`. The future itself is returned, not a coroutine wrapping it, so that
+        an event costs no coroutine; a request that cannot be queued raises here, as from
+        :meth:`submit`."""
+        return self.submit(guild_id, event, payload)
 
     async def reload(self, guild_id: int) -> LoadReport:
         """Swap the guild's VM for one built from its stored scripts now, between two events.

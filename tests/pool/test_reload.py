@@ -18,12 +18,14 @@ async def test_events_before_a_reload_see_the_old_scripts_and_events_after_see_t
     async with VmPool(scripts, LIMITS, PoolConfig(workers=2)) as pool:
         await pool.dispatch(7, "message", message("warm"))
         scripts.set(7, _version("v2"))
-        # Tasks start in the order they were created, so the requests reach the worker in this
-        # order: 30 events, the reload, 30 events, while guild 8's events interleave.
-        before = [asyncio.ensure_future(pool.dispatch(7, "message", message("x"))) for _ in range(30)]
-        others = [asyncio.ensure_future(pool.dispatch(8, "message", message("x"))) for _ in range(30)]
+        # dispatch() queues its event when called; the reload's task queues it when it starts, at
+        # the yield below. So the requests reach the worker in this order: 30 events, the reload,
+        # 30 events, while guild 8's events interleave.
+        before = [pool.dispatch(7, "message", message("x")) for _ in range(30)]
+        others = [pool.dispatch(8, "message", message("x")) for _ in range(30)]
         reload = asyncio.ensure_future(pool.reload(7))
-        after = [asyncio.ensure_future(pool.dispatch(7, "message", message("x"))) for _ in range(30)]
+        await asyncio.sleep(0)
+        after = [pool.dispatch(7, "message", message("x")) for _ in range(30)]
         await asyncio.gather(*before, *others, reload, *after)
     assert all(printed(f.result()) == ["alpha v1", "beta v1"] for f in before)
     assert all(printed(f.result()) == ["alpha v2", "beta v2"] for f in after)
