@@ -226,6 +226,10 @@ async def _send_message(
         # by the time the reply goes out, it is sent without the reference instead of failing.
         message = channel.get_partial_message(int(action["message_id"]))
         kwargs["reference"] = message.to_reference(fail_if_not_exists=False)
+    if "delete_after" in action:
+        # discord.py deletes the sent message from a task of this process once the delay has passed:
+        # no permission is needed for the bot's own message, and a restart before then leaves it.
+        kwargs["delete_after"] = float(action["delete_after"])
     await channel.send(**kwargs)
 
 

@@ -6,10 +6,17 @@
 -- script's capabilities and the target guild.
 --
 -- Returns a factory; the kernel calls it, on a script's first require, with push (appends an action,
--- enforcing the per-event quota) and helpers.
+-- enforcing the per-event quota) and helpers: describe, utf8_len, find, and max_delete_after (the
+-- longest task delay, when the host configured task; DEFAULT_MAX_DELETE_AFTER otherwise).
 return function(push, helpers)
 local describe, utf8_len, find = helpers.describe, helpers.utf8_len, helpers.find
 local type, error, next, floor = type, error, next, math.floor
+
+-- A message's delete_after is waited out in the bot's process, as a task timer is, and is lost with
+-- it on a restart: it has the ceiling of task delays (SandboxLimits.max_timer_delay_seconds).
+local DEFAULT_MAX_DELETE_AFTER = 900
+local MAX_DELETE_AFTER = helpers.max_delete_after or DEFAULT_MAX_DELETE_AFTER
+local MIN_DELETE_AFTER = 1
 
 local MAX_CONTENT = 2000 -- Discord's limit on a message's content, in characters
 local MAX_REASON = 400 -- the audit log keeps 512; "Warden script <name>: " takes the rest
@@ -81,7 +88,20 @@ local function embed(e, i)
   return out, total
 end
 
--- The second argument of send and reply: a string, or { content = ..., embeds = { ... } }.
+-- Seconds before the bot deletes the message it sends; fractions allowed, as for task.wait. A whole
+-- number is kept whole, so that dry runs show delete_after=10 rather than 10.0.
+local function delete_after(v)
+  if type(v) ~= "number" or v ~= v then
+    fail("delete_after must be a number of seconds, got " .. describe(v))
+  end
+  if v < MIN_DELETE_AFTER or v > MAX_DELETE_AFTER then
+    fail("delete_after must be between " .. MIN_DELETE_AFTER .. " and " .. MAX_DELETE_AFTER
+      .. " seconds, got " .. describe(v))
+  end
+  return floor(v) == v and floor(v) or v
+end
+
+-- The second argument of send and reply: a string, or { content = ..., embeds = { ... }, delete_after = ... }.
 local function message_body(action, body)
   if type(body) ~= "table" then
     action.content = text(body, "content", MAX_CONTENT)
@@ -103,6 +123,7 @@ local function message_body(action, body)
     if not action.embeds then fail("a message needs content or at least one embed") end
     action.content = nil
   end
+  if body.delete_after ~= nil then action.delete_after = delete_after(body.delete_after) end
   return action
 end
 
