@@ -24,6 +24,9 @@ return {
     elseif verb == "send" then
       discord.send(msg.channel_id, { content = "report", embeds = { { title = "T", description = "D", color = 255 } } })
     elseif verb == "sendto" then discord.send(a, "elsewhere")
+    elseif verb == "fleeting" then
+      discord.reply(msg, { content = "gone in a second", delete_after = 1 })
+      discord.send(msg.channel_id, { content = "me too", delete_after = 1.5 })
     elseif verb == "delete" then discord.delete_message(msg.channel_id, msg.id)
     elseif verb == "react" then discord.react(msg.channel_id, msg.id, "👍")
     elseif verb == "timeout" then discord.timeout(a, 60, "calm down")
@@ -85,6 +88,25 @@ async def test_send_with_an_embed(h: WardenHarness) -> None:
     assert call.payload["content"] == "report"
     [embed] = call.payload["embeds"]
     assert (embed["title"], embed["description"], embed["color"]) == ("T", "D", 255)
+
+
+async def test_delete_after_deletes_the_sent_messages_once_their_time_has_passed(h: WardenHarness) -> None:
+    mark = h.fake.mark()
+    await h.send_message("!fleeting", author=h.admin)
+    reply, sent = [
+        await h.fake.wait_for_call("POST", MESSAGES, since=mark, channel_id=h.general.id, count=n)
+        for n in (1, 2)
+    ]
+    assert (reply.payload["content"], sent.payload["content"]) == ("gone in a second", "me too")
+    assert "delete_after" not in reply.payload  # discord.py keeps it: Discord never hears of it
+    for call in (reply, sent):
+        message_id = call.response["id"]
+        deletion = await h.fake.wait_for_call(
+            "DELETE", MESSAGE, since=mark, message_id=message_id, timeout=15
+        )
+        assert deletion.index > call.index
+        assert deletion.reason is None  # discord.py deletes its own message without an audit reason
+        assert h.fake.message(int(message_id)).deleted
 
 
 async def test_delete_and_react(h: WardenHarness) -> None:

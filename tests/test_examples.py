@@ -1,7 +1,8 @@
 """The example library (``data/examples/*.luau``) does what its header comments promise.
 
-Each example runs twice over: through the real VM pool (real guild VMs, a real SQLite KV store whose
-clock the test moves), where realistic event sequences pin down exactly which actions it asks for;
+Each example runs twice over: through the real VM pool (real guild VMs, a real SQLite KV store, and
+one clock for both that the test moves, so that expiries pass and timers fall due without sleeping),
+where realistic event sequences pin down exactly which actions it asks for;
 and through the local Discord stand-in, uploaded with the grants its header names, where its actions
 must reach Discord as the right REST calls. Settings that name server-specific ids are filled in the
 way an admin would, by editing the line in the settings block.
@@ -9,6 +10,7 @@ way an admin would, by editing the line in the settings block.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import sqlite3
@@ -28,6 +30,7 @@ from lua_runtime.guild_vm import ScriptSource
 from lua_runtime.kv_store import KVStore
 from lua_runtime.limits import SandboxLimits
 from lua_runtime.pool import InMemoryScripts, PoolConfig, VmPool
+from lua_runtime.results import EventResult
 from tests.support.harness import WardenHarness, open_harness
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "data" / "examples"
@@ -82,7 +85,8 @@ def without_script(actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 @dataclass
 class ManualClock:
-    """The KV store's clock, moved by the test so that expiries pass without sleeping."""
+    """The KV store's and the pool's clock, moved by the test so that expiries pass and timers fall
+    due without sleeping."""
 
     now: float = field(default_factory=time.time)
 
@@ -97,6 +101,19 @@ class ExampleGuild:
     pool: VmPool
     kv: KVStore
     clock: ManualClock
+    #: Runs of timers that produced something, as the pool reports them.
+    timer_results: asyncio.Queue[EventResult]
+
+    async def advance(self, seconds: float) -> None:
+        """Move the clock, then wake the worker (with a stats request) so that it runs the timers due."""
+        self.clock.now += seconds
+        await self.pool.stats()
+
+    async def timer_actions(self) -> list[dict[str, Any]]:
+        """The actions of the next run of timers that produced something."""
+        result = await asyncio.wait_for(self.timer_results.get(), 10)
+        assert result.errors == [], result.errors
+        return without_script(result.actions)
 
     async def run(self, event: str, **fields: Any) -> list[dict[str, Any]]:
         """Dispatch ``event`` (the sample payload with ``fields`` replaced); the actions asked for."""
@@ -119,19 +136,26 @@ async def running(tmp_path: Path, name: str, source: str | None = None) -> Async
     with contextlib.closing(sqlite3.connect(database, isolation_level=None)) as conn:
         migrate(conn)
     clock = ManualClock()
+    timer_results: asyncio.Queue[EventResult] = asyncio.Queue()
     with KVStore(database, LIMITS, clock=clock) as kv:
         script = ScriptSource(name, source if source is not None else example(name))
         scripts = InMemoryScripts({GUILD_ID: [script]}, kv_store=kv)
-        async with VmPool(scripts, LIMITS, PoolConfig(workers=1)) as pool:
+        async with VmPool(
+            scripts,
+            LIMITS,
+            PoolConfig(workers=1),
+            on_timer_result=lambda guild_id, result: timer_results.put_nowait(result),
+            clock=clock,
+        ) as pool:
             report = await pool.reload(GUILD_ID)
             assert report.errors == (), report.errors
-            yield ExampleGuild(pool, kv, clock)
+            yield ExampleGuild(pool, kv, clock, timer_results)
 
 
 # --- every example ---------------------------------------------------------------------------------
 
 
-def test_the_library_has_the_eight_examples() -> None:
+def test_the_library_has_the_nine_examples() -> None:
     assert EXAMPLES == [
         "anti_spam",
         "banned_words",
@@ -140,6 +164,7 @@ def test_the_library_has_the_eight_examples() -> None:
         "new_account_gate",
         "raid_detection",
         "reaction_roles",
+        "slowmode_warning",
         "welcome",
     ]
 
@@ -166,6 +191,7 @@ def test_each_header_says_what_to_grant_and_where_the_settings_are(name: str) ->
         ("mention_guard", ["message"]),
         ("new_account_gate", ["member_join"]),
         ("raid_detection", ["member_join"]),
+        ("slowmode_warning", ["message"]),
     ],
 )
 def test_examples_without_required_settings_load_as_they_are(name: str, events: list[str]) -> None:
@@ -199,8 +225,8 @@ def delete(message_id: str = MESSAGE_ID) -> dict[str, Any]:
     return {"type": "delete_message", "channel_id": CHANNEL, "message_id": message_id}
 
 
-def send(content: str, channel_id: str = CHANNEL) -> dict[str, Any]:
-    return {"type": "send", "channel_id": channel_id, "content": content}
+def send(content: str, channel_id: str = CHANNEL, **fields: Any) -> dict[str, Any]:
+    return {"type": "send", "channel_id": channel_id, "content": content} | fields
 
 
 def timeout(user_id: str, seconds: int, reason: str) -> dict[str, Any]:
@@ -429,6 +455,50 @@ async def test_mention_guard_exempts_the_listed_roles(tmp_path: Path) -> None:
         assert await guild.run("message", content="all", author=staff, mention_everyone=True) == []
 
 
+def member(n: int) -> str:
+    return f"13000000000000000{n:02d}"
+
+
+SLOW_DOWN = "you are sending messages very fast: please slow down."
+COOL_DOWN = "This channel is very busy: please slow down for the next 60 seconds."
+COOLED_DOWN = "The cool-down is over. Thanks for keeping the channel readable!"
+
+
+async def test_slowmode_warning_warns_a_fast_member_once_per_window(tmp_path: Path) -> None:
+    async with running(tmp_path, "slowmode_warning") as guild:
+        for _ in range(5):
+            assert await guild.message("hi") == []
+        assert await guild.message("hi") == [
+            {
+                "type": "reply",
+                "channel_id": CHANNEL,
+                "message_id": MESSAGE_ID,
+                "content": f"<@{ALICE}>, {SLOW_DOWN}",
+                "delete_after": 10,
+            }
+        ]
+        assert await guild.message("hi") == []  # one warning per window
+        assert await guild.message("hi", BOB) == []  # each member has their own count
+        await guild.advance(10)  # Alice's window is over
+        for _ in range(5):
+            assert await guild.message("hi") == []
+        assert [action["type"] for action in await guild.message("hi")] == ["reply"]
+
+
+async def test_slowmode_warning_cools_a_busy_channel_down_and_says_when_it_is_over(tmp_path: Path) -> None:
+    async with running(tmp_path, "slowmode_warning") as guild:
+        for n in range(20):  # twenty members, one message each: busy, but nobody is too fast
+            assert await guild.message("hi", member(n)) == []
+        assert await guild.message("hi", member(20)) == [send(COOL_DOWN, delete_after=60)]
+        assert await guild.message("hi", member(21)) == []  # one notice per cool-down
+        await guild.advance(60)
+        assert await guild.timer_actions() == [send(COOLED_DOWN, delete_after=10)]
+        # The cool-down and the channel's window have expired: the next burst is noticed as usual.
+        for n in range(20):
+            assert await guild.message("hi", member(n)) == []
+        assert await guild.message("hi", member(20)) == [send(COOL_DOWN, delete_after=60)]
+
+
 # --- through the local Discord stand-in ------------------------------------------------------------
 
 
@@ -566,3 +636,34 @@ async def test_standin_mention_guard_stops_a_mass_ping(tmp_path: Path) -> None:
         assert logged.payload["content"] == (
             f"[mention_guard] Timed out <@{h.member.id}> for 5 mentions in <#{h.general.id}>."
         )
+
+
+@pytest.mark.slow
+async def test_standin_slowmode_warning_notices_delete_themselves(tmp_path: Path) -> None:
+    async with open_harness(tmp_path) as h:
+        # Short times, so that Warden's deletions and the follow-up come within a second or two.
+        source = example(
+            "slowmode_warning",
+            MEMBER_MAX_MESSAGES="2",
+            CHANNEL_MAX_MESSAGES="3",
+            COOL_DOWN_SECONDS="1",
+            WARNING_SECONDS="1",
+        )
+        await upload(h, "slowmode_warning", source)
+        messages = [await h.send_message(f"hi {n}") for n in range(4)]
+        posted = [
+            await h.fake.wait_for_call("POST", MESSAGES, channel_id=h.general.id, count=n) for n in (1, 2)
+        ]
+        warning, notice = sorted(posted, key=lambda call: call.index)
+        assert warning.payload["content"] == f"<@{h.member.id}>, {SLOW_DOWN}"
+        assert int(warning.payload["message_reference"]["message_id"]) == messages[2].id
+        assert (
+            notice.payload["content"] == "This channel is very busy: please slow down for the next 1 seconds."
+        )
+        follow_up = await h.fake.wait_for_call("POST", MESSAGES, channel_id=h.general.id, count=3)
+        assert follow_up.payload["content"] == COOLED_DOWN
+        for call in (warning, notice, follow_up):
+            message_id = call.response["id"]
+            await h.fake.wait_for_call("DELETE", MESSAGE, message_id=message_id, timeout=15)
+            assert h.fake.message(int(message_id)).deleted
+        assert not any(message.deleted for message in messages)  # the members' messages stay
