@@ -19,7 +19,8 @@ from lua_runtime.guild_vm import GuildVM, ScriptSource
 from lua_runtime.limits import SandboxLimits
 
 MESSAGE = sample_payload("message")
-DISCORD_LUA = Path(__file__).resolve().parent.parent / "lua_runtime" / "lua" / "discord.lua"
+ROOT = Path(__file__).resolve().parent.parent
+DISCORD_LUA = ROOT / "lua_runtime" / "lua" / "discord.lua"
 
 
 def handle(body: str) -> GuildVM:
@@ -113,6 +114,16 @@ def test_a_dry_run_shows_delete_after_in_the_action(
     assert main(["script", "run", str(script), "--json"]) == 0
     [action] = json.loads(capsys.readouterr().out)["actions"]
     assert action["delete_after"] == 10
+
+
+def test_the_guide_quotes_the_range_and_the_errors_as_the_builder_gives_them() -> None:
+    guide = " ".join((ROOT / "docs" / "scripting.md").read_text(encoding="utf-8").split())
+    ceiling = SandboxLimits().max_timer_delay_seconds
+    assert f"`delete_after` is a number of seconds from 1 to {ceiling} " in guide
+    for value in ('"10"', "0"):
+        vm = handle(f'discord.reply(msg, {{ content = "hi", delete_after = {value} }})')
+        [error] = vm.dispatch("message", MESSAGE).errors
+        assert f"`{error.message}`" in guide
 
 
 # --- the module alone: the ceiling comes from the host -------------------------------------------------
