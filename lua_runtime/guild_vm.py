@@ -144,8 +144,6 @@ class GuildVM:
         self._sandbox = Sandbox(self.limits, self._kv)
         self._trusted = True
         kernel = self._sandbox.kernel
-        self._kernel_load = kernel["load"]
-        self._kernel_load_output = kernel["load_output"]
         self._kernel_dispatch = kernel["dispatch"]
         self._kernel_running = kernel["running"]
         self._kernel_run_timers = kernel["run_timers"]
@@ -160,14 +158,17 @@ class GuildVM:
         self.load_errors: list[ScriptError] = []
         self.load_output: list[OutputLine] = []
         handlers: dict[str, list[str]] = {}
+        # The code that loads scripts is compiled for this build only and dropped with `build`:
+        # the VM's scripts are fixed for its life, and an idle VM need not carry it.
+        build = kernel["build"]()
         for script in self.scripts:
-            events = self._load_one(script)
+            events = self._load_one(build, script)
             for event in events:
                 handlers.setdefault(event, []).append(script.name)
         self._handlers = handlers
         self.handled_events = frozenset(handlers)
 
-    def _load_one(self, script: ScriptSource) -> list[str]:
+    def _load_one(self, build: Any, script: ScriptSource) -> list[str]:
         try:
             lua_source = translate_script(script, self.limits)
         except ScriptRejected as exc:
@@ -179,10 +180,10 @@ class GuildVM:
         deadline = time.thread_time() + self._budget_s
         try:
             with sandbox.guest_ceiling():
-                kind, detail, line = self._kernel_load(args, deadline, self._budget_ms)
+                kind, detail, line = build["load"](args, deadline, self._budget_ms)
         except lua54.LuaMemoryError:
             kind, detail, line = "memory_limit", self._memory_message(), None
-        self._take_output(self._kernel_load_output(), self.load_output)
+        self._take_output(build["load_output"](), self.load_output)
         if kind is not None:
             self.load_errors.append(ScriptError(script.name, kind, _clip(detail), line))
             if kind == "memory_limit":

@@ -19,8 +19,13 @@
 --   kv_max_key_bytes  longest KV key
 --   luau           what lua_runtime/luau/stdlib.lua returned: { globals = {...}, tostring = f }
 --   events         array of the event names scripts may handle
--- Returns the kernel: { compile = f, load = f, dispatch = f, running = f, load_output = f,
--- configure_tasks = f, run_timers = f, drop_due_timers = f, timers = f }.
+-- Returns the kernel: { build = f, compile = f, dispatch = f, running = f, configure_tasks = f,
+-- run_timers = f, drop_due_timers = f, timers = f }. Loading scripts is build()'s (build.lua).
+--
+-- Memory counts more than speed here: every guild VM carries what this chunk leaves behind, and
+-- each function costs its prototype (about 2.5 times its bytecode) whether it ever runs or not. So
+-- code that only the build needs is in build.lua, code that few scripts need is loaded on first
+-- use (task.lua, the pattern wrappers, the modules), and the config table is not kept.
 --
 -- The `task` library (task.lua) is compiled into the VM when a script first reads the `task` global;
 -- this chunk keeps only what running guest code in threads needs: the registry of the coroutines it
@@ -346,15 +351,16 @@ end
 local string_mt = getmetatable("")
 string_mt.__metatable = "The metatable is locked"
 
+local kv_call, KV_MAX_KEY_BYTES = config.kv, config.kv_max_key_bytes
 local modules = {}
 local module_loaders = {
   ["@warden/discord"] = function()
     return host_module("discord")(push_action, { describe = describe, utf8_len = utf8_len, find = str_find })
   end,
   ["@warden/kv"] = function()
-    if not config.kv then error("@warden/kv is not available in this sandbox (it has no store)", 0) end
-    return host_module("kv")(config.kv, fetched, {
-      describe = describe, utf8_len = utf8_len, gsub = str_gsub, stop = stop, max_key_bytes = config.kv_max_key_bytes,
+    if not kv_call then error("@warden/kv is not available in this sandbox (it has no store)", 0) end
+    return host_module("kv")(kv_call, fetched, {
+      describe = describe, utf8_len = utf8_len, gsub = str_gsub, stop = stop, max_key_bytes = KV_MAX_KEY_BYTES,
     })
   end,
 }
@@ -395,8 +401,8 @@ BASE.os = readonly({ time = os.time, clock = os.clock, date = guest_date, diffti
 -- clobber another's. The metatable is locked: a script cannot reach BASE through it.
 local ENV_MT = { __index = BASE, __metatable = false }
 
-local EVENTS = {}
-for i = 1, #config.events do EVENTS[config.events[i]] = true end
+-- The event names scripts may handle, for build.lua.
+local EVENT_LIST = config.events
 
 -- Running guest code ------------------------------------------------------------------------------
 
@@ -520,6 +526,7 @@ local task_config = nil -- what the host gave configure_tasks
 --   "enter"        script `kind` runs from now on
 --   "begin"        a new turn within the call, with a CPU budget of `kind` seconds, and actions
 --                  and output of its own: a timer's resumption
+--   "output"       what the call printed, in the dispatch result's shape, or nil (for build.lua)
 local function turn(op, kind, line)
   if op == "spent" then return exhausted end
   if op == "current" then return current end
@@ -544,6 +551,10 @@ local function turn(op, kind, line)
     return exhausted == "time_limit"
   end
   if op == "budget_ms" then return budget_ms end
+  if op == "output" then
+    if n_output == 0 then return nil end
+    return { out_script = out_script, out_text = out_text }
+  end
   exhausted = exhausted or kind
   exhausted_line = exhausted_line or line
   error(STOP, 0)
@@ -572,59 +583,18 @@ local handlers = {}
 
 local kernel = {}
 
--- Compiles a script without running it: nil and the chunk, or "syntax", message, line.
-local function compile(name, lua_source)
-  local env = setmetatable({}, ENV_MT)
-  env._G = env
-  local chunk, err = load(lua_source, "=" .. name, "t", env)
-  if chunk then return nil, chunk, nil end
-  local kind, message, line = failure(nil, err, name)
-  return kind == "memory_limit" and kind or "syntax", message, line
+-- Loading scripts, which only a VM's build does, is in build.lua: an idle VM does not carry it.
+-- Returns { compile = f, load = f, load_output = f }; see build.lua.
+function kernel.build()
+  return host_module("build")({
+    ENV_MT = ENV_MT, events = EVENT_LIST, handlers = handlers, begin = begin, run_guest = run_guest,
+    failure = failure, describe = describe, contents = contents, turn = turn,
+  })
 end
 
--- `source` is { name, lua_source }, a table the host filled under its own heap ceiling.
+-- Compiles a script without running it (a dry run's check): see build.lua.
 function kernel.compile(source)
-  local kind, message, line = compile(source[1], source[2])
-  if kind then return kind, message, line end
-  return nil, nil, nil
-end
-
--- Compiles and runs a script's top level. Returns nil and the array of events it handles, or
--- kind, message, line. Output printed at the top level is returned with dispatch-style results.
-function kernel.load(source, load_deadline, load_budget_ms)
-  local name = source[1]
-  begin(load_deadline, load_budget_ms)
-  local kind, chunk, line = compile(name, source[2])
-  if kind then return kind, chunk, line end
-  local message
-  kind, message, line = run_guest(name, chunk)
-  if kind then return kind, message, line end
-  local exported = message
-  if type(exported) ~= "table" then
-    return "runtime", "a script must return a table of event handlers, like return { message = function(msg) ... end }, got "
-      .. describe(exported), nil
-  end
-  exported = contents(exported) -- a table the script froze keeps its fields in a hidden store
-  local found = {}
-  local event, handler = next(exported)
-  while event ~= nil do
-    if not EVENTS[event] then
-      return "runtime", "unknown event " .. describe(event) .. " in the returned table; events are "
-        .. tconcat(config.events, ", "), nil
-    end
-    if type(handler) ~= "function" then
-      return "runtime", "the handler for " .. event .. " must be a function, got " .. describe(handler), nil
-    end
-    found[#found + 1] = event
-    event, handler = next(exported, event)
-  end
-  table.sort(found)
-  for i = 1, #found do
-    local list = handlers[found[i]] or {}
-    list[#list + 1] = { name = name, fn = rawget(exported, found[i]) }
-    handlers[found[i]] = list
-  end
-  return nil, found, nil
+  return kernel.build().compile(source)
 end
 
 local function copy_plain(t)
@@ -710,10 +680,5 @@ function kernel.running()
   return current
 end
 
--- Top-level output of the last load, in the dispatch result's shape, or nil.
-function kernel.load_output()
-  if n_output == 0 then return nil end
-  return { out_script = out_script, out_text = out_text }
-end
 
 return kernel
