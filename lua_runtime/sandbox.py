@@ -46,15 +46,17 @@ _LUA_DIR = resources.files("lua_runtime") / "lua"
 
 #: Run once the kernel is built. The host no longer needs the io and package libraries, and nothing
 #: may reach them: they go, with the registry entries that would keep them alive (about 3 KiB of
-#: every VM). Then the collector switches to generational mode, which collects everything the build
-#: left behind and from then on keeps an idle VM's garbage to a fraction of its heap: in incremental
-#: mode, a heap may grow to twice its live size before a cycle starts, and thousands of idle guild
-#: VMs would each keep that much garbage.
+#: every VM). The os, coroutine and debug libraries go too: the kernel holds the few functions of
+#: them that it and the modules it loads later use. Then the collector runs in incremental mode with
+#: a pause of 120%, so that a cycle starts once the heap has grown by a fifth where the default lets
+#: it double: thousands of idle guild VMs would each keep that much garbage. (Generational mode let a
+#: recursion attack outrun its CPU limit.) A full collection takes what the build left behind.
 _FINISH = b"""
 local registry = debug.getregistry()
 registry["FILE*"], registry._IO_input, registry._IO_output, registry._PRELOAD = nil, nil, nil, nil
-registry._LOADED.io, registry._LOADED.package = nil, nil
-io, package, dofile, loadfile, require = nil, nil, nil, nil, nil
+local loaded = registry._LOADED
+loaded.io, loaded.package, loaded.os, loaded.coroutine, loaded.debug = nil, nil, nil, nil, nil
+io, package, dofile, loadfile, require, os, coroutine, debug = nil, nil, nil, nil, nil, nil, nil, nil
 collectgarbage("incremental", 120, 400)
 collectgarbage()
 """

@@ -44,6 +44,9 @@ local readonly, contents = config.luau.readonly, config.luau.contents
 
 local type, next, select, error, rawget, tonumber = type, next, select, error, rawget, tonumber
 local setmetatable, getmetatable, load, pcall = setmetatable, getmetatable, load, pcall
+-- The host drops the os, coroutine and debug libraries once the kernel is built (sandbox.py): what
+-- the kernel and task.lua need of them is held here.
+local raw_coroutine = coroutine
 local co_create, co_resume, co_status = coroutine.create, coroutine.resume, coroutine.status
 local sethook, getinfo = debug.sethook, debug.getinfo
 local str_find, str_format, str_gsub, str_sub = string.find, string.format, string.gsub, string.sub
@@ -156,22 +159,23 @@ local function charge()
 end
 
 -- Above this many bytes or elements, a C call is costly enough to check the budget first.
-local COSTLY = 65536
-local huge = math.huge
+local COSTLY <const> = 65536
 
 -- A wrapper of C function `f` that checks the budget first when its first argument is a long
 -- string. `f` runs under pcall so that its errors are raised again at the script's line, named
 -- `label` as the C function would name itself ("bad argument #1 to 'upper'").
+-- One closure per wrapped function, with `finish` shared: each closure and each variable it
+-- captures costs every VM its bytes.
+local function finish(label, ok, ...)
+  if ok then return ... end
+  local message = ...
+  if type(message) ~= "string" or message == "not enough memory" or exhausted then error(message, 0) end
+  error((str_gsub(message, "^bad argument (#%d+) to '%?'", "bad argument %1 to '" .. label .. "'")), 2)
+end
 local function charged_by_length(f, label)
-  local function finish(ok, ...)
-    if ok then return ... end
-    local message = ...
-    if type(message) ~= "string" or message == "not enough memory" or exhausted then error(message, 0) end
-    error((str_gsub(message, "^bad argument (#%d+) to '%?'", "bad argument %1 to '" .. label .. "'")), 2)
-  end
   return function(s, ...)
     if type(s) == "string" and #s > COSTLY then charge() end
-    return finish(pcall(f, s, ...))
+    return finish(label, pcall(f, s, ...))
   end
 end
 
@@ -281,6 +285,25 @@ end
 for name in next, C_PATTERNS do
   if name ~= "charge" then string[name] = function(...) return install_patterns()[name](...) end end
 end
+-- Most scripts search for plain text (a word in a message), which C does with memchr/memcmp and
+-- no backtracking: string.find answers those calls itself, so that patterns.lua is compiled into a
+-- VM only once a script uses a real pattern. A search is plain when the fourth argument says so,
+-- or when the pattern has no special character (C then searches plainly too). Its cost bound is
+-- patterns.lua's PLAIN_BUDGET (keep the two equal): at most n * (256 + m) / 64 matcher steps for
+-- m bytes in n. Every other call, and every call once patterns.lua is in, goes to patterns.lua.
+local PLAIN_BUDGET <const> = 2 ^ 25
+local SPECIALS <const> = "[%^%$%*%+%?%.%(%)%[%]%%%-]"
+string.find = function(...)
+  local s, p, init, plain = ...
+  -- init as C accepts it: an integer, or a float with an integer's value (Luau's numbers are floats)
+  if type(s) == "string" and type(p) == "string"
+    and (init == nil or (type(init) == "number" and init == init // 1 and init > -2 ^ 53 and init < 2 ^ 53))
+    and #s * (256 + #p) <= PLAIN_BUDGET and (plain or (#p <= 256 and not str_find(p, SPECIALS))) then
+    if #s > COSTLY then charge() end
+    return str_find(s, p, init, true)
+  end
+  return install_patterns().find(...)
+end
 string.dump = nil
 
 -- C functions whose work grows with their input, and that loop where no hook can stop them.
@@ -324,7 +347,7 @@ table.remove = function(t, ...)
   return c_remove(t, ...)
 end
 -- Sorting costs n log n comparisons: it is checked from a much smaller size.
-local SORT_COSTLY = 2048
+local SORT_COSTLY <const> = 2048
 table.sort = function(t, ...)
   if plain_length(t, "sort") > SORT_COSTLY then charge() end
   return c_sort(t, ...)
@@ -564,7 +587,7 @@ local function load_tasks()
   tasks = host_module("task")({
     THREADS = THREADS, WAITING = WAITING, WAIT = WAIT, DONE = DONE, arm = arm, failure = failure,
     add_error = add_error, stop = stop, describe = describe, clock = clock, turn = turn,
-    config = task_config,
+    config = task_config, coroutine = raw_coroutine, getinfo = getinfo,
   })
   return tasks
 end

@@ -12,6 +12,8 @@
 --   add_error(script, kind, message, line), stop(kind, message), describe(value), clock()
 --   turn(op, ...)      the running turn's state (see the kernel; wrapped one by one below)
 --   config             { now, max_pending, max_delay, min_wait }: the host's clock (seconds), limits
+--   coroutine, getinfo Lua's coroutine library and debug.getinfo (the host drops both libraries
+--                      once the kernel is built)
 -- and gets back the guest library (`lib`) and the scheduler the kernel drives.
 --
 -- A *task thread* is a hooked coroutine that the kernel resumes: the runner of a handler that
@@ -36,10 +38,11 @@ local function unwind(kind, line) turn("unwind", kind, line) end
 local function begin_turn(budget_s) turn("begin", budget_s) end
 
 local type, next, error = type, next, error
+local coroutine, getinfo = k.coroutine, k.getinfo
 local co_create, co_yield, co_close, co_status = coroutine.create, coroutine.yield, coroutine.close, coroutine.status
 local co_resume = coroutine.resume
 local co_running, co_isyieldable = coroutine.running, coroutine.isyieldable
-local getinfo, pack, unpack, sort, str_format = debug.getinfo, table.pack, table.unpack, table.sort, string.format
+local pack, unpack, sort, str_format = table.pack, table.unpack, table.sort, string.format
 
 -- Errors of threads that task.spawn and task.defer ran, reported per turn; past this many, one
 -- line says the rest were not, so that a loop of failing spawns cannot flood the report.
