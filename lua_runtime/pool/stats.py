@@ -82,7 +82,7 @@ class GuildStats:
     worker_id: int | None
     #: True while its VM lives on the slow lane (its events hit the CPU limits; see ``facade.py``).
     slow_lane: bool
-    #: Events its scripts ran (dropped and failed ones are counted apart).
+    #: Events its scripts ran (dropped and failed ones are counted apart), runs of its timers included.
     events: int
     #: Script errors, summed over its scripts.
     errors: int
@@ -98,6 +98,9 @@ class GuildStats:
     failed: int
     vm_builds: int
     evictions: int
+    #: Runs of its timers (resumptions after task.wait, task.delay calls): each is also one of
+    #: ``events``, with its errors and CPU time counted as an event's.
+    timer_runs: int
     #: Bytes its VM holds, or None when it has no VM.
     memory_bytes: int | None
     latency: LatencyHistogram
@@ -190,6 +193,7 @@ class GuildCounters(EventCounters):
         "evictions",
         "failed",
         "scripts",
+        "timer_runs",
         "unlogged_drops",
         "vm_builds",
     )
@@ -201,6 +205,8 @@ class GuildCounters(EventCounters):
         self.failed = 0
         self.vm_builds = 0
         self.evictions = 0
+        #: Runs of the guild's timers; the facade counts one for each TimerResult, besides record().
+        self.timer_runs = 0
         #: Drops not yet written to the log (the pool logs them periodically, not one by one).
         self.unlogged_drops = 0
         self.scripts: dict[str, ScriptCounters] = {}
@@ -253,6 +259,7 @@ class GuildCounters(EventCounters):
             failed=self.failed,
             vm_builds=self.vm_builds,
             evictions=self.evictions,
+            timer_runs=self.timer_runs,
             memory_bytes=memory_bytes,
             latency=self.histogram(),
             scripts=tuple(counters.snapshot(name) for name, counters in sorted(self.scripts.items())),
