@@ -118,6 +118,32 @@ class GuildVM:
     Not thread-safe: the worker that owns a guild VM is the only one that calls it.
     """
 
+    # Slots: a worker holds thousands of these, and an instance dict costs each about half a KiB.
+    __slots__ = (
+        "__weakref__",
+        "_budget_ms",
+        "_budget_s",
+        "_clock",
+        "_handlers",
+        "_kernel_dispatch",
+        "_kernel_run_timers",
+        "_kv",
+        "_next_timer_due",
+        "_pending_timers",
+        "_sandbox",
+        "_trusted",
+        "guild_id",
+        "handled_events",
+        "limits",
+        "load_errors",
+        "load_output",
+        "rebuilds",
+        "scripts",
+    )
+    load_errors: list[ScriptError]
+    load_output: list[OutputLine]
+    _next_timer_due: float | None
+
     def __init__(
         self,
         guild_id: int,
@@ -144,19 +170,18 @@ class GuildVM:
         self._sandbox = Sandbox(self.limits, self._kv)
         self._trusted = True
         kernel = self._sandbox.kernel
+        # The per-event entry points, fetched once; the rare ones are looked up when needed (each
+        # kept function is a Python object and a registry reference per VM).
         self._kernel_dispatch = kernel["dispatch"]
-        self._kernel_running = kernel["running"]
         self._kernel_run_timers = kernel["run_timers"]
-        self._kernel_drop_due_timers = kernel["drop_due_timers"]
-        self._kernel_timers = kernel["timers"]
         limits = self.limits
         kernel["configure_tasks"](
             self._clock, limits.max_pending_timers, limits.max_timer_delay_seconds, MIN_TASK_WAIT_SECONDS
         )
         self._pending_timers = 0
-        self._next_timer_due: float | None = None
-        self.load_errors: list[ScriptError] = []
-        self.load_output: list[OutputLine] = []
+        self._next_timer_due = None
+        self.load_errors = []
+        self.load_output = []
         handlers: dict[str, list[str]] = {}
         # The code that loads scripts is compiled for this build only and dropped with `build`:
         # the VM's scripts are fixed for its life, and an idle VM need not carry it.
@@ -317,17 +342,17 @@ class GuildVM:
         result = EventResult(TIMER_EVENT)
         if not self._pending_timers:
             return result
-        for record in self._kernel_drop_due_timers(self._clock()).values():
+        for record in self._sandbox.kernel["drop_due_timers"](self._clock()).values():
             result.errors.append(ScriptError(record["script"], "limit", message, record["line"]))
         self._refresh_timers()
         return result
 
     def _refresh_timers(self) -> None:
-        self._pending_timers, self._next_timer_due = self._kernel_timers()
+        self._pending_timers, self._next_timer_due = self._sandbox.kernel["timers"]()
 
     def _kernel_failed(self, produced: Any, fallback_script: str, result: EventResult) -> None:
         """The kernel itself failed around guest code: blame the running script."""
-        running = self._kernel_running() or fallback_script
+        running = self._sandbox.kernel["running"]() or fallback_script
         if produced is _KERNEL_OUT_OF_MEMORY:
             # The kernel's own bookkeeping ran out of room: the running script filled the heap.
             result.errors.append(ScriptError(running, "memory_limit", self._memory_message()))
