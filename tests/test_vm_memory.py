@@ -21,7 +21,7 @@ KiB = 1024
 #: to be, the library took 26 KiB.
 STDLIB_CORE_BOUND = 21 * KiB
 
-#: A VM with the benchmark's one-script guild measures about 87 KiB of heap (the bare runtime is
+#: A VM with the benchmark's one-script guild measures about 90 KiB of heap (the bare runtime is
 #: 21 KiB of it). A host module or the pattern engine built into every VM would add 10 to 40 KiB.
 IDLE_VM_BOUND = 100 * KiB
 
