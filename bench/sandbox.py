@@ -87,7 +87,8 @@ def rss_bytes() -> int:
 #: What each part loaded on first use adds to a VM, by the top-level code that first needs it.
 FIRST_USES = {
     "@warden/discord": 'require("@warden/discord")',
-    "patterns (string.find and friends)": 'string.find("a", "a")',
+    "string.find of plain text (the kernel's own)": 'string.find("a", "a")',
+    "patterns (string.match and friends)": 'string.match("a", "a")',
     "patterns and pattern engine (unbounded in C)": 'string.find("b" .. string.rep("a", 3000), ".-.-.-b")',
     "Luau number formatting (fractions)": "tostring(0.1)",
     "Luau string.split": 'string.split("a,b")',
