@@ -269,7 +269,8 @@ def describe_stats(stats: GuildStats) -> str:
     memory = f"{stats.memory_bytes / 1024:.0f} KiB" if stats.memory_bytes is not None else "not loaded"
     lines = [
         "**Script activity since the bot started**",
-        f"Events run: {stats.events}; errors: {stats.errors}; time-limit hits: {stats.time_limit_hits}; "
+        f"Events run: {stats.events} (timer runs: {stats.timer_runs}); errors: {stats.errors}; "
+        f"time-limit hits: {stats.time_limit_hits}; "
         f"CPU: {stats.cpu_seconds * 1000:.1f} ms; VM memory: {memory}.",
     ]
     dropped = stats.dropped_queue_full + stats.dropped_cpu_budget

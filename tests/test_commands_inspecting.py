@@ -137,7 +137,7 @@ async def test_stats_count_events_errors_time_limit_hits_and_cpu_per_script(ward
 
     answer = await h.run("stats")
     assert answer.callback_type == CallbackType.DEFERRED_CHANNEL_MESSAGE and answer.ephemeral
-    assert "Events run: 2; errors: 4; time-limit hits: 2;" in answer.content
+    assert "Events run: 2 (timer runs: 0); errors: 4; time-limit hits: 2;" in answer.content
     rows = {line.split()[0]: line.split()[1:] for line in answer.content.splitlines() if line[:1].islower()}
     assert rows["script"] == ["events", "errors", "time-limit", "CPU", "ms"]
     assert rows["failing"][:3] == ["2", "2", "0"]

@@ -619,6 +619,7 @@ class VmPool:
             return
         result = record.result
         timed_out = guild.counters.record(result, record.cpu_seconds)
+        guild.counters.timer_runs += 1
         worker.counters.record(result, record.cpu_seconds)
         if timed_out:
             self._noisy(guild, worker)

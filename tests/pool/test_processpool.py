@@ -150,6 +150,8 @@ async def test_timers_run_in_the_worker_process_and_their_results_come_back() ->
     async with pool:
         assert printed(await pool.dispatch(1, "message", message("x"))) == []
         assert await asyncio.wait_for(results.get(), timeout=30) == (1, ["later\tx"])
+        [guild] = (await pool.stats(1)).guilds
+        assert (guild.events, guild.timer_runs) == (2, 1)
 
 
 # --- a worker killed in the middle of an event --------------------------------------------------
