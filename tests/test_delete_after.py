@@ -160,3 +160,13 @@ def test_without_one_the_ceiling_is_900_seconds() -> None:
     assert actions[1]["delete_after"] == 900
     with pytest.raises(lua54.LuaError, match="between 1 and 900 seconds, got 901"):
         discord.send(MESSAGE["channel_id"], lua.table_from({"content": "x", "delete_after": 901}))
+
+
+def test_a_vm_takes_the_ceiling_from_its_task_limits() -> None:
+    source = (
+        'local d = require("@warden/discord")\n'
+        'return { message = function(m) d.send(m.channel_id, { content = "x", delete_after = 61 }) end }'
+    )
+    vm = GuildVM(7, [ScriptSource("s", source)], SandboxLimits(max_timer_delay_seconds=60))
+    [error] = vm.dispatch("message", MESSAGE).errors
+    assert error.message == "delete_after must be between 1 and 60 seconds, got 61"

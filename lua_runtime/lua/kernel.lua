@@ -375,10 +375,16 @@ local string_mt = getmetatable("")
 string_mt.__metatable = "The metatable is locked"
 
 local kv_call, KV_MAX_KEY_BYTES = config.kv, config.kv_max_key_bytes
+local task_config = nil -- what the host gave configure_tasks (read by @warden/discord and task.lua)
+
 local modules = {}
 local module_loaders = {
   ["@warden/discord"] = function()
-    return host_module("discord")(push_action, { describe = describe, utf8_len = utf8_len, find = str_find })
+    -- delete_after has the ceiling of task delays (discord.lua falls back to 900 s without task).
+    return host_module("discord")(push_action, {
+      describe = describe, utf8_len = utf8_len, find = str_find,
+      max_delete_after = task_config and task_config.max_delay,
+    })
   end,
   ["@warden/kv"] = function()
     if not kv_call then error("@warden/kv is not available in this sandbox (it has no store)", 0) end
@@ -534,8 +540,6 @@ local function run_guest(name, f, arg)
 end
 
 -- The task library, compiled into the VM on a script's first read of the `task` global. ----------
-
-local task_config = nil -- what the host gave configure_tasks
 
 -- task.lua's window on the running turn, in one function: every function of this chunk costs each
 -- VM its prototype, used or not.
