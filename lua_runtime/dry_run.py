@@ -84,7 +84,8 @@ def check_script(script: ScriptSource, limits: SandboxLimits) -> ScriptError | N
     except ScriptRejected as exc:
         return exc.error
     sandbox = Sandbox(limits)
-    kind, message, line = sandbox.kernel["compile"](sandbox.lua.table(script.name, lua_source))
+    compile_script = sandbox.kernel["build"]()["compile"]
+    kind, message, line = compile_script(sandbox.lua.table(script.name, lua_source))
     return None if kind is None else ScriptError(script.name, kind, message, line)
 
 

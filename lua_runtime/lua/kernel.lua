@@ -19,7 +19,7 @@
 --   kv_max_key_bytes  longest KV key
 --   luau           what lua_runtime/luau/stdlib.lua returned: { globals = {...}, tostring = f }
 --   events         array of the event names scripts may handle
--- Returns the kernel: { build = f, compile = f, dispatch = f, running = f, configure_tasks = f,
+-- Returns the kernel: { build = f, dispatch = f, running = f, configure_tasks = f,
 -- run_timers = f, drop_due_timers = f, timers = f }. Loading scripts is build()'s (build.lua).
 --
 -- Memory counts more than speed here: every guild VM carries what this chunk leaves behind, and
@@ -617,11 +617,6 @@ function kernel.build()
     ENV_MT = ENV_MT, events = EVENT_LIST, handlers = handlers, begin = begin, run_guest = run_guest,
     failure = failure, describe = describe, contents = contents, turn = turn,
   })
-end
-
--- Compiles a script without running it (a dry run's check): see build.lua.
-function kernel.compile(source)
-  return kernel.build().compile(source)
 end
 
 local function copy_plain(t)
