@@ -17,7 +17,8 @@
 --                  fetched() puts the guest's ceiling back
 --   kv             the guild's store, kv(op, key, arg, ttl) -> ok, result, is_quota, or nil
 --   kv_max_key_bytes  longest KV key
---   luau           what lua_runtime/luau/stdlib.lua returned: { globals = {...}, tostring = f }
+--   luau           what lua_runtime/luau/stdlib.lua returned: { globals = {...}, tostring = f,
+--                  readonly = f, contents = f, format = f }
 --   events         array of the event names scripts may handle
 -- Returns the kernel: { build = f, dispatch = f, running = f, configure_tasks = f,
 -- run_timers = f, drop_due_timers = f, timers = f }. Loading scripts is build()'s (build.lua).
@@ -49,7 +50,9 @@ local setmetatable, getmetatable, load, pcall = setmetatable, getmetatable, load
 local raw_coroutine = coroutine
 local co_create, co_resume, co_status = coroutine.create, coroutine.resume, coroutine.status
 local sethook, getinfo = debug.sethook, debug.getinfo
-local str_find, str_format, str_gsub, str_sub = string.find, string.format, string.gsub, string.sub
+local str_find, str_gsub, str_sub = string.find, string.gsub, string.sub
+-- Lua's own string.format: the library's (Luau's) is compiled into the VM on its first call.
+local str_format = config.luau.format
 local str_match = string.match
 local utf8_len = utf8.len
 local tconcat = table.concat

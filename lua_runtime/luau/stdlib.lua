@@ -4,7 +4,7 @@
 -- It extends the real `string`, `table`, `math` and `utf8` tables in place (so that method calls
 -- such as ("a,b"):split(",") work through the string metatable) and returns
 --   { globals = { typeof, unpack, bit32, rawset, tostring, __luau_* helpers }, tostring = <Luau tostring>,
---     readonly = f, contents = f }
+--     readonly = f, contents = f, format = <Lua's string.format> }
 -- where the __luau_* helpers are the functions that translated code calls.
 --
 -- Most of the library is compiled into a VM only when a script first needs it: every guild VM would
@@ -17,8 +17,9 @@
 --   library (pairs, generalized iteration, table.clone) fills it first, so nothing looks missing;
 -- * for string.split: on the first call. The sandbox's kernel wraps it when it starts, so the
 --   library holds a small forwarding function in its place;
--- * for tostring, print, interpolation, `..`, string.format and table.concat: when a number that is
---   not a whole number below 2^53 is first formatted.
+-- * for string.format: on the first call, as for string.split;
+-- * for tostring, print, interpolation, `..` and table.concat: when a number that is not a whole
+--   number below 2^53 is first formatted.
 --
 -- Called with fetch and fetched (see lua_runtime/sandbox.py): fetch(name) hands over the stripped
 -- bytecode of group `name` with the host's heap ceiling in force, fetched() puts the guest's back.
@@ -42,8 +43,8 @@ local fetch, fetched = ...
 local type, tostring, tonumber, select, error, next = type, tostring, tonumber, select, error, next
 local getmetatable, setmetatable, rawget, rawset, rawequal = getmetatable, setmetatable, rawget, rawset, rawequal
 local pcall, load = pcall, load
-local format, find, gsub, concat, unpack = string.format, string.find, string.gsub, table.concat, table.unpack
-local floor, fmod, tointeger = math.floor, math.fmod, math.tointeger
+local format, gsub, concat, unpack = string.format, string.gsub, table.concat, table.unpack
+local floor = math.floor
 
 -- Errors ------------------------------------------------------------------------------------------
 
@@ -112,7 +113,10 @@ end
 
 -- The C functions the groups call, taken now: the sandbox's kernel replaces the library's entries
 -- with wrappers that charge the CPU budget, and the groups' own calls are bounded already.
-local C = { format = format, find = find, sub = string.sub, gsub = gsub, match = string.match, rep = string.rep }
+local C = {
+  format = format, find = string.find, sub = string.sub, gsub = gsub, match = string.match, rep = string.rep,
+  unpack = unpack,
+}
 
 -- Groups already loaded, by chunk name.
 local loaded = {}
@@ -213,29 +217,9 @@ local function luau_tostring(...)
   return tostring(v)
 end
 
--- string.format with Luau's conversions: %s, %q and %* print numbers the Luau way, %* prints any
--- value through tostring, %u is %d, and the integer conversions truncate a fractional number.
-string.format = function(fmt, ...)
-  if type(fmt) ~= "string" then return (call_c("format", format, fmt, ...)) end
-  local args, i = { ... }, 0
-  fmt = gsub(fmt, "%%([-+ #0]*%d*%.?%d*)(.?)", function(flags, conv)
-    if conv == "%" then return nil end
-    i = i + 1
-    local v = args[i]
-    if conv == "*" then
-      args[i] = luau_tostring(v)
-      return "%" .. flags .. "s"
-    elseif type(v) ~= "number" then
-      return nil
-    elseif conv == "s" or conv == "q" then
-      args[i] = num2str(v)
-    elseif find("diouxXc", conv, 1, true) and v % 1 ~= 0 then
-      args[i] = tointeger(v - fmod(v, 1)) or v
-    end
-    if conv == "u" then return "%" .. flags .. "d" end
-  end)
-  return (call_c("format", format, fmt, unpack(args, 1, select("#", ...))))
-end
+-- string.format with Luau's conversions is in numbers.lua, with the rest of Luau's number
+-- formatting: it is compiled into a VM on the first call.
+string.format = forward("luau_numbers", "format")
 
 -- table.concat with Luau's number formatting (Lua 5.4 would write 10/2 as 5.0).
 table.concat = function(t, sep, i, j)
@@ -303,6 +287,7 @@ local function iterate(f, s, c)
 end
 
 return {
+  format = format, -- Lua's own: the kernel's messages need none of Luau's conversions
   tostring = luau_tostring,
   readonly = readonly,
   contents = contents,
