@@ -13,8 +13,8 @@
 --   max_output     bytes of print output kept per event
 --   memory_message the message of a memory_limit error (the host formats it; lupa enforces the ceiling)
 --   fetch, fetched fetch(name) returns the bytecode of host module `name` (patterns,
---                  pattern_engine, discord, kv) with the host's heap ceiling raised for the load;
---                  fetched() puts the guest's ceiling back
+--                  pattern_engine, discord, kv, task, coroutines, build) with the host's heap
+--                  ceiling raised for the load; fetched() puts the guest's ceiling back
 --   kv             the guild's store, kv(op, key, arg, ttl) -> ok, result, is_quota, or nil
 --   kv_max_key_bytes  longest KV key
 --   luau           what lua_runtime/luau/stdlib.lua returned: { globals = {...}, tostring = f,
@@ -26,7 +26,8 @@
 -- Memory counts more than speed here: every guild VM carries what this chunk leaves behind, and
 -- each function costs its prototype (about 2.5 times its bytecode) whether it ever runs or not. So
 -- code that only the build needs is in build.lua, code that few scripts need is loaded on first
--- use (task.lua, the pattern wrappers, the modules), and the config table is not kept.
+-- use (task.lua, coroutines.lua, the pattern wrappers, the modules), and the config table is not
+-- kept.
 --
 -- The `task` library (task.lua) is compiled into the VM when a script first reads the `task` global;
 -- this chunk keeps only what running guest code in threads needs: the registry of the coroutines it
@@ -187,25 +188,6 @@ local function arm(co)
   return co
 end
 
-local function resumed(ok, ...)
-  if exhausted or (not ok and clock() > deadline) then -- see rethrow_if_spent
-    exhausted = exhausted or "time_limit"
-    error(STOP, 0)
-  end
-  if not ok and (...) == "not enough memory" then stop("memory_limit") end
-  return ok, ...
-end
-
-local function wrap_result(ok, ...)
-  if exhausted then error(STOP, 0) end
-  if not ok then
-    local err = ...
-    if err == "not enough memory" then stop("memory_limit") end
-    error(err, 0)
-  end
-  return ...
-end
-
 -- THREADS: the coroutines the kernel resumes itself, the runners handlers run in (see run_guest) and
 -- task threads (task.lua). A script can get hold of one with coroutine.running(); resuming one
 -- would let it run in another script's turn, or before its timer is due, so guests never can.
@@ -214,29 +196,6 @@ end
 -- kernel never reuses a runner that is not suspended where it left it.
 local THREADS = setmetatable({}, { __mode = "k" })
 local WAITING = setmetatable({}, { __mode = "k" })
-local co_close = coroutine.close
-
-local guest_coroutine = {
-  -- Hooks are per coroutine in Lua 5.4: every coroutine a script creates gets the budget hook.
-  create = function(f) return arm(co_create(f)) end,
-  resume = function(co, ...)
-    if THREADS[co] then return false, "cannot resume a coroutine that Warden runs (a handler's or a task's)" end
-    return resumed(co_resume(co, ...))
-  end,
-  wrap = function(f)
-    local co = arm(co_create(f))
-    return function(...) return wrap_result(co_resume(co, ...)) end
-  end,
-  yield = coroutine.yield,
-  status = coroutine.status,
-  running = coroutine.running,
-  isyieldable = coroutine.isyieldable,
-  close = function(co)
-    if WAITING[co] then error("cannot close a thread that waits for its timer; use task.cancel", 2) end
-    return co_close(co)
-  end,
-}
-
 local function guest_print(...)
   local n = select("#", ...)
   local parts = {}
@@ -426,7 +385,7 @@ for name, value in next, config.luau.globals do BASE[name] = value end
 -- Library tables are shared by the guild's scripts and by host modules loaded later: scripts see
 -- them read-only, as in Luau, so that no script can change what another one (or the kernel) calls.
 BASE.string, BASE.table, BASE.math, BASE.utf8 = readonly(string), readonly(table), readonly(math), readonly(utf8)
-BASE.coroutine, BASE.bit32 = readonly(guest_coroutine), readonly(BASE.bit32)
+BASE.bit32 = readonly(BASE.bit32)
 BASE.os = readonly({ time = os.time, clock = os.clock, date = guest_date, difftime = os.difftime })
 
 -- Each script gets its own globals table that falls back on BASE, so one script's globals never
@@ -544,8 +503,8 @@ end
 
 -- The task library, compiled into the VM on a script's first read of the `task` global. ----------
 
--- task.lua's window on the running turn, in one function: every function of this chunk costs each
--- VM its prototype, used or not.
+-- task.lua's and coroutines.lua's window on the running turn, in one function: every function of
+-- this chunk costs each VM its prototype, used or not.
 --   "spent"        what the turn has exhausted (nil when nothing); "clear" forgets it
 --   "unwind"       ends the turn because a thread it resumed spent a budget (`kind`, at `line`)
 --   "over_budget"  true (and the turn spent) once its CPU deadline has passed: checked between
@@ -599,11 +558,21 @@ local function load_tasks()
   return tasks
 end
 
+-- `task` and `coroutine` are compiled into the VM on a script's first read of either global.
 setmetatable(BASE, {
   __index = function(_, name)
-    if name ~= "task" or task_config == nil then return nil end
-    local lib = readonly((tasks or load_tasks()).lib)
-    BASE.task = lib
+    local lib
+    if name == "coroutine" then
+      lib = host_module("coroutines")({
+        THREADS = THREADS, WAITING = WAITING, arm = arm, stop = stop, turn = turn, coroutine = raw_coroutine,
+      })
+    elseif name == "task" and task_config ~= nil then
+      lib = (tasks or load_tasks()).lib
+    else
+      return nil
+    end
+    lib = readonly(lib)
+    BASE[name] = lib
     return lib
   end,
 })

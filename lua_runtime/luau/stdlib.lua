@@ -187,10 +187,12 @@ utf8.charpattern = "[\0-\x7F\xC2-\xF4][\x80-\xBF]*"
 -- view has a metatable of its own, whose __index is the store itself. A shared metatable with a
 -- function __index would save a quarter of a KiB per view, but it makes every library read a
 -- metamethod call, and with it the recursion through coroutine.wrap of tests/sandbox/test_cpu.py ran
--- for seconds past its CPU limit (near the C stack's limit, the budget hook cannot run).
+-- for seconds past its CPU limit (near the C stack's limit, the budget hook cannot run). A view has
+-- no __len: its store has names for keys and no 1, so its length is 0 either way, and the four
+-- fields fit a hash of four slots where five take eight.
 local function readonly(store)
-  local view = setmetatable({}, { __index = store, __newindex = refuse_write, __len = frozen_len,
-                                  __pairs = frozen_pairs, __metatable = false })
+  local view = setmetatable({}, { __index = store, __newindex = refuse_write, __pairs = frozen_pairs,
+                                  __metatable = false })
   frozen[view] = store
   return view
 end
