@@ -60,6 +60,13 @@ def test_a_vm_whose_scripts_use_no_addition_loads_no_group(fetched: list[str]) -
     assert not set(fetched) & set(GROUPS)
 
 
+def test_string_format_loads_the_number_formatting_group_on_its_first_call(fetched: list[str]) -> None:
+    # Luau's string.format is in numbers.lua: even a call that formats no fraction loads the group.
+    output = run_top_level('print(string.format("%d %s", 7, "x"))\nprint(("%5.1f|%*"):format(2.25, 0.5))')
+    assert output == ["7 x", "  2.2|0.5"]
+    assert [name for name in fetched if name in GROUPS] == ["luau_numbers"]
+
+
 @pytest.mark.parametrize("group", GROUPS)
 def test_each_group_is_loaded_on_first_use_and_only_once(fetched: list[str], group: str) -> None:
     use = FIRST_USES[group]
@@ -123,7 +130,7 @@ FULL_HEAP_FIRST_USES = {
         "end }",
         events=2,
     )
-    for group, use in FIRST_USES.items()
+    for group, use in {**FIRST_USES, "string.format": 'string.format("%d", 7) == "7"'}.items()
 }
 
 
@@ -132,7 +139,7 @@ def full_heap_runs() -> dict[str, Attack]:
     return run_attacks(FULL_HEAP_FIRST_USES)
 
 
-@pytest.mark.parametrize("group", GROUPS)
+@pytest.mark.parametrize("group", sorted(FULL_HEAP_FIRST_USES))
 def test_a_first_use_into_a_full_heap_is_the_memory_limit_not_an_abort(
     full_heap_runs: dict[str, Attack], group: str
 ) -> None:
