@@ -156,19 +156,7 @@ local function set(action, name, v)
 end
 
 -- Each builder's action type, then its parameters in the order a script passes them (and in which
--- they are checked). As scripts call them (docs/scripting.md has a section for each):
---[[
-function discord.reply(msg, body)
-function discord.send(channel_id, body)
-function discord.delete_message(channel_id, message_id)
-function discord.react(channel_id, message_id, emoji)
-function discord.timeout(user_id, seconds, reason)
-function discord.kick(user_id, reason)
-function discord.ban(user_id, reason, delete_message_seconds)
-function discord.add_role(user_id, role_id, reason)
-function discord.remove_role(user_id, role_id, reason)
-function discord.log(content)
-]]
+-- they are checked); docs/scripting.md has a section for each builder.
 local BUILDERS = {
   { "reply", "msg", "body" },
   { "send", "channel_id", "body" },
