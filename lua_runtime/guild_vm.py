@@ -46,6 +46,15 @@ _KERNEL_OUT_OF_MEMORY = object()
 _PLAIN_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
+#: Every distinct set of handled events, kept once: guilds' VMs share a handful of them, and a
+#: worker holds thousands of VMs.
+_EVENT_SETS: dict[frozenset[str], frozenset[str]] = {}
+
+
+def _shared_event_set(events: frozenset[str]) -> frozenset[str]:
+    return _EVENT_SETS.setdefault(events, events)
+
+
 @dataclass(frozen=True, slots=True)
 class ScriptSource:
     """A script as its author wrote it: a name and Luau source."""
@@ -191,7 +200,7 @@ class GuildVM:
             for event in events:
                 handlers.setdefault(event, []).append(script.name)
         self._handlers = handlers
-        self.handled_events = frozenset(handlers)
+        self.handled_events = _shared_event_set(frozenset(handlers))
 
     def _load_one(self, build: Any, script: ScriptSource) -> list[str]:
         try:

@@ -102,7 +102,13 @@ class Ceilings:
 
     @classmethod
     def for_limits(cls, limits: SandboxLimits) -> Ceilings:
-        return cls(guest=limits.max_memory, host=limits.max_memory + HOST_HEADROOM)
+        return _ceilings(limits)
+
+
+@functools.cache
+def _ceilings(limits: SandboxLimits) -> Ceilings:
+    # One record per set of limits, shared by every VM built under them (thousands per worker).
+    return Ceilings(guest=limits.max_memory, host=limits.max_memory + HOST_HEADROOM)
 
 
 class Sandbox:
