@@ -11,24 +11,9 @@ from __future__ import annotations
 
 import pytest
 
-from lua_runtime import sandbox
 from lua_runtime.guild_vm import GuildVM, ScriptSource
 from lua_runtime.limits import SandboxLimits
 from tests.sandbox.attack import Case, assert_stopped, run_attacks
-
-
-@pytest.fixture
-def fetched(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The names of the chunks the sandbox hands to VMs from now on, in order."""
-    names: list[str] = []
-    compile_chunk = sandbox._bytecode
-
-    def spy(name: str) -> bytes:
-        names.append(name)
-        return compile_chunk(name)
-
-    monkeypatch.setattr(sandbox, "_bytecode", spy)
-    return names
 
 
 def top_level(*sources: str) -> list[str]:

@@ -12,24 +12,8 @@ from __future__ import annotations
 import pytest
 from lupa import lua54
 
-from lua_runtime import sandbox
 from lua_runtime.guild_vm import GuildVM, ScriptSource
 from lua_runtime.limits import SandboxLimits
-
-
-@pytest.fixture
-def fetched(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The names of the chunks the sandbox hands to VMs from now on, in order."""
-    names: list[str] = []
-    compile_chunk = sandbox._bytecode
-
-    def spy(name: str) -> bytes:
-        names.append(name)
-        return compile_chunk(name)
-
-    monkeypatch.setattr(sandbox, "_bytecode", spy)
-    return names
-
 
 #: Arguments of string.find, as Lua source, each searched in a VM and in a bare runtime.
 CALLS = [

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from lua_runtime import sandbox
 from lua_runtime.guild_vm import GuildVM, ScriptSource
 from lua_runtime.limits import SandboxLimits
 from tests.sandbox.attack import Attack, Case, assert_stopped, run_attacks
@@ -31,20 +30,6 @@ FIRST_USES = {
     "luau_maths": "math.clamp(5, 1, 3) == 3",
     "luau_bit32": "bit32.band(6, 3) == 2",
 }
-
-
-@pytest.fixture
-def fetched(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The names of the chunks the sandbox hands to VMs from now on, in order."""
-    names: list[str] = []
-    compile_chunk = sandbox._bytecode
-
-    def spy(name: str) -> bytes:
-        names.append(name)
-        return compile_chunk(name)
-
-    monkeypatch.setattr(sandbox, "_bytecode", spy)
-    return names
 
 
 def run_top_level(source: str) -> list[str]:
