@@ -86,7 +86,8 @@ def rss_bytes() -> int:
 
 #: What each part loaded on first use adds to a VM, by the top-level code that first needs it.
 FIRST_USES = {
-    "@warden/discord": 'require("@warden/discord")',
+    "@warden/discord (require)": 'require("@warden/discord")',
+    "@warden/discord builders (the first call of one)": 'require("@warden/discord").log("hello")',
     "string.find of plain text (the kernel's own)": 'string.find("a", "a")',
     "patterns (string.match and friends)": 'string.match("a", "a")',
     "patterns and pattern engine (unbounded in C)": 'string.find("b" .. string.rep("a", 3000), ".-.-.-b")',

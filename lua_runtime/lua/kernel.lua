@@ -18,7 +18,7 @@
 --   kv             the guild's store, kv(op, key, arg, ttl) -> ok, result, is_quota, or nil
 --   kv_max_key_bytes  longest KV key
 --   luau           what lua_runtime/luau/stdlib.lua returned: { globals = {...}, tostring = f,
---                  readonly = f, contents = f, format = f }
+--                  readonly = f, contents = f, lazy = f, format = f }
 --   events         array of the event names scripts may handle
 -- Returns the kernel: { build = f, dispatch = f, running = f, configure_tasks = f,
 -- run_timers = f, drop_due_timers = f, timers = f }. Loading scripts is build()'s (build.lua).
@@ -42,7 +42,7 @@ local MAX_OUTPUT = config.max_output
 -- it (string.format, which may have to be loaded first) could itself run out of memory.
 local MEMORY_MESSAGE = config.memory_message
 local luau_tostring = config.luau.tostring
-local readonly, contents = config.luau.readonly, config.luau.contents
+local readonly, contents, lazy = config.luau.readonly, config.luau.contents, config.luau.lazy
 
 local type, next, select, error, rawget, tonumber = type, next, select, error, rawget, tonumber
 local setmetatable, getmetatable, load, pcall = setmetatable, getmetatable, load, pcall
@@ -341,11 +341,15 @@ local task_config = nil -- what the host gave configure_tasks (read by @warden/d
 local modules = {}
 local module_loaders = {
   ["@warden/discord"] = function()
-    -- delete_after has the ceiling of task delays (discord.lua falls back to 900 s without task).
-    return host_module("discord")(push_action, {
-      describe = describe, utf8_len = utf8_len, find = str_find,
-      max_delete_after = task_config and task_config.max_delay,
-    })
+    -- The builders' code is compiled on a script's first use of one (most VMs sit idle, and many
+    -- never act between two evictions). delete_after has the ceiling of task delays (discord.lua
+    -- falls back to 900 s without task).
+    return lazy(function()
+      return host_module("discord")(push_action, {
+        describe = describe, utf8_len = utf8_len, find = str_find,
+        max_delete_after = task_config and task_config.max_delay,
+      })
+    end)
   end,
   ["@warden/kv"] = function()
     if not kv_call then error("@warden/kv is not available in this sandbox (it has no store)", 0) end

@@ -138,14 +138,18 @@ local function group(name)
   return additions
 end
 
--- The group that fills each library table that has LAZY as its metatable.
+-- What fills each library table that has LAZY as its metatable: the name of a group, or a function
+-- that returns the library's functions (the kernel's host modules, see `lazy` below).
 local bit32 = {}
 local LIBRARY_GROUP = { [table] = "luau_tables", [math] = "luau_maths", [bit32] = "luau_bit32" }
 
--- Fills library table `library` with its group's functions, and ends its laziness.
+-- Fills library table `library` with its functions, and ends its laziness.
 local function fill(library)
-  for name, f in next, group(LIBRARY_GROUP[library]) do rawset(library, name, f) end
+  local source = LIBRARY_GROUP[library]
+  local additions = type(source) == "function" and source() or group(source)
+  for name, f in next, additions do rawset(library, name, f) end
   setmetatable(library, nil)
+  LIBRARY_GROUP[library] = nil
 end
 
 local LAZY = {
@@ -157,6 +161,14 @@ local LAZY = {
 setmetatable(table, LAZY)
 setmetatable(math, LAZY)
 setmetatable(bit32, LAZY)
+
+-- An empty library table that `load()` fills on its first read or iteration, like `table` and
+-- `math`: for the kernel's host modules, whose code a script that never calls them need not carry.
+local function lazy(load_functions)
+  local library = setmetatable({}, LAZY)
+  LIBRARY_GROUP[library] = load_functions
+  return library
+end
 
 -- The store behind frozen table `t` (nil if `t` is not frozen), complete: a library is filled first.
 function store_of(t)
@@ -293,6 +305,7 @@ return {
   tostring = luau_tostring,
   readonly = readonly,
   contents = contents,
+  lazy = lazy,
   globals = {
     typeof = type,
     unpack = table.unpack,

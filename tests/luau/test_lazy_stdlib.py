@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from lua_runtime.events import sample_payload
 from lua_runtime.guild_vm import GuildVM, ScriptSource
 from lua_runtime.limits import SandboxLimits
 from tests.sandbox.attack import Attack, Case, assert_stopped, run_attacks
@@ -117,6 +118,16 @@ FULL_HEAP_FIRST_USES = {
     )
     for group, use in {**FIRST_USES, "string.format": 'string.format("%d", 7) == "7"'}.items()
 }
+# @warden/discord's builders load the same way, on a script's first call of one.
+FULL_HEAP_FIRST_USES["@warden/discord builders"] = Case(
+    'local discord = require("@warden/discord")\n'
+    "keep = {}\n"
+    "return { message = function()\n"
+    "  coroutine.resume(coroutine.create(function() while true do keep[#keep + 1] = {} end end))\n"
+    '  discord.log("first")\n'
+    "end }",
+    events=2,
+)
 
 
 @pytest.fixture(scope="module")
@@ -135,3 +146,18 @@ def test_a_first_use_into_a_full_heap_is_the_memory_limit_not_an_abort(
     result.check_witness()
     for event in result.events:
         assert_stopped(event.error_of("attack"), "memory_limit")
+
+
+def test_discord_builders_load_on_the_first_call_of_one(fetched: list[str]) -> None:
+    idle = GuildVM(
+        1, [ScriptSource("idle", 'local d = require("@warden/discord")\nreturn {}')], SandboxLimits()
+    )
+    assert "discord" not in fetched and not idle.load_errors
+    acting = (
+        'local d = require("@warden/discord")\n'
+        "return { message = function(msg) d.reply(msg, 'hi') d.log('one') end }"
+    )
+    vm = GuildVM(2, [ScriptSource("acting", acting)], SandboxLimits())
+    result = vm.dispatch("message", sample_payload("message"))
+    assert [action["type"] for action in result.actions] == ["reply", "log"]
+    assert fetched.count("discord") == 1
