@@ -32,7 +32,7 @@ class PoolConfig:
     """Settings of one :class:`~lua_runtime.pool.VmPool`.
 
     The defaults suit one bot process on a small machine: a worker per core, idle guild VMs closed
-    after 15 minutes (AntiRaid's figure), room for 10,000 resident VMs (about 1.05 GiB,
+    after 15 minutes (AntiRaid's figure), room for 10,000 resident VMs (about 0.95 GiB,
     as bench/dispatch.py measures), and a CPU budget that lets a guild use a tenth of a core on
     average with bursts of a full second.
     """
