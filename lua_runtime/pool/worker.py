@@ -391,7 +391,12 @@ class WorkerLoop:
         """A VM that stopped being trustworthy rebuilds itself from its scripts before it runs
         anything: give the watchdog the budget of a build, not of one event."""
         if not vm.trusted and self._watchdog is not None:
-            self._watchdog.arm((len(vm.scripts) + 1) * self._event_budget, slot.guild_id)
+            self._watchdog.arm(self._build_budget(len(vm.scripts)), slot.guild_id)
+
+    def _build_budget(self, scripts: int) -> float:
+        """The CPU budget of building a VM of ``scripts`` scripts: each script's top level runs under
+        its own event budget, and the build itself costs about one more."""
+        return (scripts + 1) * self._event_budget
 
     def _run_timers(self, slot: _GuildSlot, action: _RunTimers) -> None:
         slot.timers_queued = False
@@ -512,9 +517,7 @@ class WorkerLoop:
                 Failure("scripts_unavailable", f"this server's scripts could not be read ({exc})")
             ) from None
         if self._watchdog is not None:
-            # Each script's top level runs under its own event budget, and the build itself costs
-            # about one more.
-            self._watchdog.arm((len(scripts) + 1) * self._event_budget, guild_id)
+            self._watchdog.arm(self._build_budget(len(scripts)), guild_id)
         started = time.thread_time()
         try:
             vm = GuildVM(guild_id, scripts, self._limits, self._scripts.kv_store, self._clock)
