@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from typing import Any
 
 import discord
@@ -153,11 +153,16 @@ class WardenBot(commands.Bot):
         if incidents or result.output:
             await self.reporter.record(guild, guild_id, settings, result, incidents)
 
-    def _timer_result(self, guild_id: int, result: EventResult) -> None:
-        """The guild's timers ran and produced something: carry it out as an event's result."""
-        task = self.loop.create_task(self._run_timer_result(guild_id, result))
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` as a task of its own, kept referenced until it ends (the pool's callbacks
+        run on the event loop but cannot await)."""
+        task = self.loop.create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    def _timer_result(self, guild_id: int, result: EventResult) -> None:
+        """The guild's timers ran and produced something: carry it out as an event's result."""
+        self._in_background(self._run_timer_result(guild_id, result))
 
     async def _run_timer_result(self, guild_id: int, result: EventResult) -> None:
         try:
@@ -170,9 +175,7 @@ class WardenBot(commands.Bot):
         """A guild VM built for an event had scripts that failed to load: tell the guild."""
         incidents = [Incident(e.script, e.kind, e.message, e.line) for e in errors]
         result = EventResult("load", output=list(output))
-        task = self.loop.create_task(self._report_load_errors(guild_id, result, incidents))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._in_background(self._report_load_errors(guild_id, result, incidents))
 
     async def _report_load_errors(
         self, guild_id: int, result: EventResult, incidents: list[Incident]
