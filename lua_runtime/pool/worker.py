@@ -79,6 +79,10 @@ log = logging.getLogger(__name__)
 SLICE_SECONDS = 0.002
 #: Most requests served between two hand-offs.
 SLICE_REQUESTS = 256
+#: An event (or run of timers) that used less CPU than this marks its guild *light*: the guild's
+#: next one is served holding the worker's :class:`Turn`, if it has one. Longer guest calls run
+#: without it, in parallel with the other workers.
+LIGHT_REQUEST_SECONDS = 0.0001
 
 
 class Inbox(Protocol):
@@ -97,6 +101,18 @@ class Outbox(Protocol):
     def send(self, records: list[WorkerRecord]) -> None:
         """Hand ``records`` (in order) to the facade. Called from the worker; must not block long."""
         ...
+
+
+class Turn(Protocol):
+    """Shared by worker threads, so that they take turns at running Python rather than trade the
+    GIL at every guest call (see :mod:`lua_runtime.pool.turn`). Entered and left on the worker,
+    around a run of light requests within one slice."""
+
+    def enter(self) -> bool:
+        """Take the turn (waiting a bounded time); True when taken, and :meth:`leave` is owed."""
+        ...
+
+    def leave(self) -> None: ...
 
 
 class Watchdog(Protocol):
@@ -141,6 +157,10 @@ class _RunTimers:
     guild_id: int
 
 
+#: The requests that may be served holding the turn: what a light guild's scripts do all day.
+_LIGHT_KINDS = frozenset({DispatchEvent, _RunTimers})
+
+
 class _RequestFailed(Exception):
     """One request could not be carried out; the loop replies with ``failure`` and goes on."""
 
@@ -155,6 +175,7 @@ class _GuildSlot:
 
     __slots__ = (
         "guild_id",
+        "light",
         "queue",
         "rebuilds",
         "refilled_at",
@@ -172,6 +193,8 @@ class _GuildSlot:
         # A list, not a deque: an empty deque takes 760 bytes, and a worker holds thousands of
         # guilds whose queues are empty nearly always (and hold at most VM_GUILD_QUEUE requests).
         self.queue: list[GuildAction | _RunTimers] = []
+        #: True when its last event or run of timers took under LIGHT_REQUEST_SECONDS of CPU.
+        self.light = False
         self.tokens = tokens
         self.refilled_at = now
         #: True while the slot is in the worker's round-robin of guilds with queued requests.
@@ -221,6 +244,7 @@ class WorkerLoop:
         settings: WorkerSettings,
         clock: Callable[[], float] = time.monotonic,
         watchdog: Watchdog | None = None,
+        turn: Turn | None = None,
     ) -> None:
         self.worker_id = worker_id
         self._inbox = inbox
@@ -231,6 +255,7 @@ class WorkerLoop:
         self._refill_rate = settings.cpu_seconds / settings.cpu_window_seconds
         self._clock = clock
         self._watchdog = watchdog
+        self._turn = turn
         self._event_budget = settings.limits.cpu_ms_per_event / 1000
         self._slots: dict[int, _GuildSlot] = {}
         self._ready: deque[_GuildSlot] = deque()
@@ -324,32 +349,49 @@ class WorkerLoop:
         self._records.append(Reply(request_id, unstarted))
 
     def _run_slice(self) -> None:
-        """Serve queued requests round-robin, one per guild per turn, for up to one slice."""
+        """Serve queued requests round-robin, one per guild per round, for up to one slice.
+
+        With a :class:`Turn`, the light guilds' events and timers are served holding it, and the
+        others without it: the turn is taken and left as the kind of request changes, and left at
+        the end of the slice whatever happens.
+        """
         ready, slots, handlers, records = self._ready, self._slots, self._handlers, self._records
-        watchdog, budget = self._watchdog, self._event_budget
+        watchdog, budget, turn = self._watchdog, self._event_budget, self._turn
         deadline = time.perf_counter() + SLICE_SECONDS
-        for _ in range(SLICE_REQUESTS):
-            if not ready:
-                break
-            slot = ready.popleft()
-            action = slot.queue.pop(0)
-            if watchdog is not None:
-                watchdog.arm(budget, slot.guild_id)
-            try:
-                handlers[type(action)](slot, action)
-            except _RequestFailed as failed:
-                if action.request_id != NO_REPLY:
-                    records.append(Reply(action.request_id, failure=failed.failure))
-            if slot.timers_reported or (slot.vm is not None and slot.vm.pending_timers):
-                self._note_timers(slot)
-            if slot.queue:
-                ready.append(slot)
-            else:
-                slot.scheduled = False
-                if slot.vm is None:
-                    del slots[slot.guild_id]
-            if time.perf_counter() >= deadline:
-                break
+        in_turn = False
+        try:
+            for _ in range(SLICE_REQUESTS):
+                if not ready:
+                    break
+                slot = ready.popleft()
+                action = slot.queue.pop(0)
+                if turn is not None:
+                    light = slot.light and type(action) in _LIGHT_KINDS
+                    if in_turn and not light:
+                        turn.leave()
+                        in_turn = False
+                    elif light and not in_turn:
+                        in_turn = turn.enter()
+                if watchdog is not None:
+                    watchdog.arm(budget, slot.guild_id)
+                try:
+                    handlers[type(action)](slot, action)
+                except _RequestFailed as failed:
+                    if action.request_id != NO_REPLY:
+                        records.append(Reply(action.request_id, failure=failed.failure))
+                if slot.timers_reported or (slot.vm is not None and slot.vm.pending_timers):
+                    self._note_timers(slot)
+                if slot.queue:
+                    ready.append(slot)
+                else:
+                    slot.scheduled = False
+                    if slot.vm is None:
+                        del slots[slot.guild_id]
+                if time.perf_counter() >= deadline:
+                    break
+        finally:
+            if in_turn:
+                turn.leave()  # type: ignore[union-attr]
         if watchdog is not None:
             watchdog.disarm()
 
@@ -384,6 +426,7 @@ class WorkerLoop:
             raise self._vm_failed(slot, exc, f"running the {action.event} event") from None
         cpu = time.thread_time() - started
         slot.tokens -= cpu
+        slot.light = cpu < LIGHT_REQUEST_SECONDS
         self._note_rebuild(slot, vm)
         self._records.append(Reply(action.request_id, result, None, cpu))
 
@@ -421,6 +464,7 @@ class WorkerLoop:
             raise self._vm_failed(slot, exc, "running its timers") from None
         cpu = time.thread_time() - started
         slot.tokens -= cpu
+        slot.light = cpu < LIGHT_REQUEST_SECONDS
         self._note_rebuild(slot, vm)
         self._records.append(TimerResult(slot.guild_id, result, cpu))
 
@@ -565,6 +609,7 @@ def serve(
     settings: WorkerSettings,
     clock: Callable[[], float] = time.monotonic,
     watchdog: Watchdog | None = None,
+    turn: Turn | None = None,
 ) -> None:
     """Run one worker from setup to exit, and tell the facade how it ended.
 
@@ -574,7 +619,7 @@ def serve(
     """
     loop: WorkerLoop | None = None
     try:
-        loop = WorkerLoop(worker_id, inbox, outbox, scripts(), settings, clock, watchdog)
+        loop = WorkerLoop(worker_id, inbox, outbox, scripts(), settings, clock, watchdog, turn)
         loop.run()
     except Exception as exc:
         log.exception("VM worker %s crashed", worker_id)
