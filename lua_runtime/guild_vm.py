@@ -137,21 +137,28 @@ class GuildVM:
         "_kernel_dispatch",
         "_kernel_run_timers",
         "_kv",
-        "_next_timer_due",
-        "_pending_timers",
         "_sandbox",
-        "_trusted",
         "guild_id",
         "handled_events",
         "limits",
         "load_errors",
         "load_output",
+        "next_timer_due",
+        "pending_timers",
         "rebuilds",
         "scripts",
+        "trusted",
     )
     load_errors: list[ScriptError]
     load_output: list[OutputLine]
-    _next_timer_due: float | None
+    # Read-only for callers (plain attributes rather than properties: the worker reads them after
+    # every request).
+    #: False once the VM's live heap stays near its ceiling; the next event (or timer) rebuilds it.
+    trusted: bool
+    #: Waits, delays and defers of this VM's scripts not run yet.
+    pending_timers: int
+    #: When the earliest pending timer is due, on the VM's clock; None when none is pending.
+    next_timer_due: float | None
 
     def __init__(
         self,
@@ -177,7 +184,7 @@ class GuildVM:
     def _load_all(self) -> None:
         """Build a fresh sandbox and load every script into it, in order."""
         self._sandbox = Sandbox(self.limits, self._kv)
-        self._trusted = True
+        self.trusted = True
         kernel = self._sandbox.kernel
         # The per-event entry points, fetched once; the rare ones are looked up when needed (each
         # kept function is a Python object and a registry reference per VM).
@@ -187,8 +194,8 @@ class GuildVM:
         kernel["configure_tasks"](
             self._clock, limits.max_pending_timers, limits.max_timer_delay_seconds, MIN_TASK_WAIT_SECONDS
         )
-        self._pending_timers = 0
-        self._next_timer_due = None
+        self.pending_timers = 0
+        self.next_timer_due = None
         self.load_errors = []
         self.load_output = []
         handlers: dict[str, list[str]] = {}
@@ -235,25 +242,10 @@ class GuildVM:
 
     def _check_trust(self) -> None:
         if self._sandbox.collect_garbage() > self.limits.max_memory * UNTRUSTED_HEAP_SHARE:
-            self._trusted = False
-
-    @property
-    def trusted(self) -> bool:
-        """False once the VM's live heap stays near its ceiling; the next event rebuilds it."""
-        return self._trusted
+            self.trusted = False
 
     def memory_used(self) -> int:
         return self._sandbox.memory_used()
-
-    @property
-    def pending_timers(self) -> int:
-        """Waits, delays and defers of this VM's scripts not run yet."""
-        return self._pending_timers
-
-    @property
-    def next_timer_due(self) -> float | None:
-        """When the earliest pending timer is due, on the VM's clock; None when none is pending."""
-        return self._next_timer_due
 
     def _rebuild(self) -> None:
         """Build the VM again from its scripts after a memory-limit error; its timers are dropped."""
@@ -270,7 +262,7 @@ class GuildVM:
                 raise ValueError(f"unknown event {event!r}")
             return result
         check_plain(payload)
-        if not self._trusted:
+        if not self.trusted:
             self._rebuild()
             names = self._handlers.get(event)
             if names is None:
@@ -297,8 +289,8 @@ class GuildVM:
             self._kernel_failed(produced, names[0], result)
             return result
         if produced is None:
-            if self._pending_timers:
-                self._pending_timers, self._next_timer_due = 0, None
+            if self.pending_timers:
+                self.pending_timers, self.next_timer_due = 0, None
             return result
         self._collect(produced, result)
         if any(error.kind == "memory_limit" for error in result.errors):
@@ -316,9 +308,9 @@ class GuildVM:
         threads ran. A VM that stopped being trustworthy is rebuilt instead, which drops its timers.
         """
         result = EventResult(TIMER_EVENT)
-        if not self._pending_timers:
+        if not self.pending_timers:
             return result
-        if not self._trusted:
+        if not self.trusted:
             self._rebuild()
             return result
         sandbox = self._sandbox
@@ -339,7 +331,7 @@ class GuildVM:
             self._kernel_failed(produced, self.scripts[0].name, result)
             return result
         if produced is None:
-            self._pending_timers, self._next_timer_due = 0, None
+            self.pending_timers, self.next_timer_due = 0, None
             return result
         ran = produced["ran"]
         if ran is not None:
@@ -354,7 +346,7 @@ class GuildVM:
         and the line that set the timer. For a guild whose CPU budget is spent: its timers are not
         deferred, since a deferred resumption would still cost the CPU the guild was denied."""
         result = EventResult(TIMER_EVENT)
-        if not self._pending_timers:
+        if not self.pending_timers:
             return result
         for record in self._sandbox.kernel["drop_due_timers"](self._clock()).values():
             result.errors.append(ScriptError(record["script"], "limit", message, record["line"]))
@@ -362,7 +354,7 @@ class GuildVM:
         return result
 
     def _refresh_timers(self) -> None:
-        self._pending_timers, self._next_timer_due = self._sandbox.kernel["timers"]()
+        self.pending_timers, self.next_timer_due = self._sandbox.kernel["timers"]()
 
     def _kernel_failed(self, produced: Any, fallback_script: str, result: EventResult) -> None:
         """The kernel itself failed around guest code: blame the running script."""
@@ -376,7 +368,7 @@ class GuildVM:
             # its next event (or timer).
             message = "the script exhausted its VM (stack or memory); it is rebuilt for the next event"
             result.errors.append(ScriptError(running, "runtime", message))
-            self._trusted = False
+            self.trusted = False
         self._refresh_timers()
 
     def _collect(self, produced: Any, result: EventResult) -> None:
@@ -390,8 +382,8 @@ class GuildVM:
         if actions is not None:
             result.actions = [lua_to_python(action) for action in actions.values()]
         self._take_output(produced, result.output)
-        self._pending_timers = produced["timers"] or 0
-        self._next_timer_due = produced["next_due"]
+        self.pending_timers = produced["timers"] or 0
+        self.next_timer_due = produced["next_due"]
 
     @staticmethod
     def _take_output(produced: Any, into: list[OutputLine]) -> None:

@@ -171,7 +171,8 @@ class VmPool:
         self._guilds: dict[int, _Guild] = {}
         #: Guilds placed on a worker, least recently used first.
         self._resident: OrderedDict[int, _Guild] = OrderedDict()
-        self._next_request = 1
+        #: Request ids: 0 is NO_REPLY, so they start at 1.
+        self._request_ids = itertools.count(1)
         self._queue_size = config.guild_queue_size
         self._loop: asyncio.AbstractEventLoop | None = None
         self._create_future: Callable[[], asyncio.Future[Any]] = _not_started
@@ -259,7 +260,7 @@ class VmPool:
                 "queue_full",
                 f"skipped: this server already has {guild.pending} events waiting for its scripts",
             )
-        return self._send(guild, DispatchEvent(self._request_id(), guild_id, event, payload), True)
+        return self._send(guild, DispatchEvent(next(self._request_ids), guild_id, event, payload), True)
 
     def dispatch(self, guild_id: int, event: str, payload: Mapping[str, Any]) -> asyncio.Future[Any]:
         """Run ``event`` through the guild's scripts: ``await pool.dispatch(...)`` returns the
@@ -418,9 +419,7 @@ class VmPool:
         return guild
 
     def _request_id(self) -> int:
-        request_id = self._next_request
-        self._next_request = request_id + 1
-        return request_id
+        return next(self._request_ids)
 
     def _send(self, guild: _Guild, action: VmAction, is_event: bool) -> asyncio.Future[Any]:
         """Send a guild request to the guild's worker (placing the guild first if needed)."""
@@ -562,11 +561,8 @@ class VmPool:
         counters = guild.counters
         if reply.failure is None:
             bucket = latency_bucket(latency)
-            counters.latency[bucket] += 1
-            timed_out = counters.record(reply.value, reply.cpu_seconds)
-            worker_counters = worker.counters
-            worker_counters.latency[bucket] += 1
-            worker_counters.record(reply.value, reply.cpu_seconds)
+            timed_out = counters.record(reply.value, reply.cpu_seconds, bucket)
+            worker.counters.record(reply.value, reply.cpu_seconds, bucket)
             if timed_out:
                 self._noisy(guild, worker)
         elif reply.failure.kind == "cpu_budget":

@@ -168,10 +168,13 @@ class EventCounters:
         self.cpu_seconds = 0.0
         self.latency = [0] * (len(LATENCY_BOUNDS) + 1)
 
-    def record(self, result: EventResult, cpu_seconds: float) -> bool:
-        """Count one finished event; True when it ran out of CPU time."""
+    def record(self, result: EventResult, cpu_seconds: float, latency_bucket: int | None = None) -> bool:
+        """Count one finished event, and its latency when a bucket is given (runs of timers have
+        none); True when it ran out of CPU time."""
         self.events += 1
         self.cpu_seconds += cpu_seconds
+        if latency_bucket is not None:
+            self.latency[latency_bucket] += 1
         errors = result.errors
         if errors:
             self.errors += len(errors)
@@ -211,8 +214,9 @@ class GuildCounters(EventCounters):
         self.unlogged_drops = 0
         self.scripts: dict[str, ScriptCounters] = {}
 
-    def record(self, result: EventResult, cpu_seconds: float) -> bool:
-        timed_out = super().record(result, cpu_seconds)
+    def record(self, result: EventResult, cpu_seconds: float, latency_bucket: int | None = None) -> bool:
+        # The base class by name, not super(): this runs once per event.
+        timed_out = EventCounters.record(self, result, cpu_seconds, latency_bucket)
         scripts = self.scripts
         names = result.scripts
         share = cpu_seconds / len(names) if names else 0.0

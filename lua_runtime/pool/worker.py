@@ -256,6 +256,8 @@ class WorkerLoop:
         self._clock = clock
         self._watchdog = watchdog
         self._turn = turn
+        #: This thread's CPU time when guild work was last charged (see _charge).
+        self._cpu_mark = 0.0
         self._event_budget = settings.limits.cpu_ms_per_event / 1000
         self._slots: dict[int, _GuildSlot] = {}
         self._ready: deque[_GuildSlot] = deque()
@@ -359,6 +361,7 @@ class WorkerLoop:
         watchdog, budget, turn = self._watchdog, self._event_budget, self._turn
         deadline = time.perf_counter() + SLICE_SECONDS
         in_turn = False
+        self._cpu_mark = time.thread_time()
         try:
             for _ in range(SLICE_REQUESTS):
                 if not ready:
@@ -372,6 +375,8 @@ class WorkerLoop:
                         in_turn = False
                     elif light and not in_turn:
                         in_turn = turn.enter()
+                        # The slice's time is for serving: waiting for the turn does not count.
+                        deadline = time.perf_counter() + SLICE_SECONDS
                 if watchdog is not None:
                     watchdog.arm(budget, slot.guild_id)
                 try:
@@ -379,6 +384,7 @@ class WorkerLoop:
                 except _RequestFailed as failed:
                     if action.request_id != NO_REPLY:
                         records.append(Reply(action.request_id, failure=failed.failure))
+                    self._cpu_mark = time.thread_time()  # a failed request costs its guild nothing
                 if slot.timers_reported or (slot.vm is not None and slot.vm.pending_timers):
                     self._note_timers(slot)
                 if slot.queue:
@@ -416,18 +422,18 @@ class WorkerLoop:
                 )
             )
         vm = slot.vm if slot.vm is not None else self._build_on_demand(slot)
-        self._arm_for_rebuild(slot, vm)
-        started = time.thread_time()
+        if self._watchdog is not None:
+            self._arm_for_rebuild(slot, vm)
         try:
             result = vm.dispatch(action.event, action.payload)
         except ValueError as exc:
             raise _RequestFailed(Failure("invalid_request", str(exc))) from None
         except Exception as exc:
             raise self._vm_failed(slot, exc, f"running the {action.event} event") from None
-        cpu = time.thread_time() - started
-        slot.tokens -= cpu
+        cpu = self._charge(slot)
         slot.light = cpu < LIGHT_REQUEST_SECONDS
-        self._note_rebuild(slot, vm)
+        if vm.rebuilds != slot.rebuilds:
+            self._note_rebuild(slot, vm)
         self._records.append(Reply(action.request_id, result, None, cpu))
 
     def _arm_for_rebuild(self, slot: _GuildSlot, vm: GuildVM) -> None:
@@ -456,16 +462,15 @@ class WorkerLoop:
         if self._watchdog is not None:
             # A run starts resumptions until it has used one event budget; the last may use another.
             self._watchdog.arm(2 * self._event_budget, slot.guild_id)
-        self._arm_for_rebuild(slot, vm)
-        started = time.thread_time()
+            self._arm_for_rebuild(slot, vm)
         try:
             result = vm.run_timers()
         except Exception as exc:
             raise self._vm_failed(slot, exc, "running its timers") from None
-        cpu = time.thread_time() - started
-        slot.tokens -= cpu
+        cpu = self._charge(slot)
         slot.light = cpu < LIGHT_REQUEST_SECONDS
-        self._note_rebuild(slot, vm)
+        if vm.rebuilds != slot.rebuilds:
+            self._note_rebuild(slot, vm)
         self._records.append(TimerResult(slot.guild_id, result, cpu))
 
     def _reload(self, slot: _GuildSlot, action: ReloadGuild) -> None:
@@ -483,7 +488,6 @@ class WorkerLoop:
         if self._watchdog is not None:
             # A dry run builds a VM, runs a handler and follows the timers it sets.
             self._watchdog.arm(MAX_CPU_BUDGETS * self._event_budget, slot.guild_id)
-        started = time.thread_time()
         try:
             # Reads see the guild's data; writes stay in the run.
             kv = DryRunKV(self._limits, self._scripts.kv_store)
@@ -496,9 +500,7 @@ class WorkerLoop:
             raise _RequestFailed(
                 Failure("vm_failed", f"the test sandbox failed ({type(exc).__name__})")
             ) from None
-        cpu = time.thread_time() - started
-        slot.tokens -= cpu
-        self._records.append(Reply(action.request_id, run, None, cpu))
+        self._records.append(Reply(action.request_id, run, None, self._charge(slot)))
 
     # --- timers --------------------------------------------------------------------------------
 
@@ -542,6 +544,20 @@ class WorkerLoop:
 
     # --- guild VMs -----------------------------------------------------------------------------
 
+    def _charge(self, slot: _GuildSlot) -> float:
+        """Take the CPU this thread used since the last charge from the guild's bucket; return it.
+
+        The loop charges after each piece of guild work (a build, an event, a run of timers, a dry
+        run) and marks the clock at the start of each slice and after a failed request: one read of
+        the CPU clock per request, where a read before and after would take two (each read is a
+        system call of about half a microsecond, on the path of every event).
+        """
+        now = time.thread_time()
+        cpu = now - self._cpu_mark
+        self._cpu_mark = now
+        slot.tokens -= cpu
+        return cpu
+
     def _refill(self, slot: _GuildSlot) -> bool:
         """Top up the guild's CPU bucket for the time passed; True when it holds any CPU."""
         now = self._clock()
@@ -562,14 +578,11 @@ class WorkerLoop:
             ) from None
         if self._watchdog is not None:
             self._watchdog.arm(self._build_budget(len(scripts)), guild_id)
-        started = time.thread_time()
         try:
             vm = GuildVM(guild_id, scripts, self._limits, self._scripts.kv_store, self._clock)
         except Exception as exc:
             raise self._vm_failed(slot, exc, "building its VM") from None
-        cpu = time.thread_time() - started
-        slot.tokens -= cpu
-        return vm, _load_report(vm, cpu)
+        return vm, _load_report(vm, self._charge(slot))
 
     def _build_on_demand(self, slot: _GuildSlot) -> GuildVM:
         vm, report = self._build(slot)
@@ -578,10 +591,9 @@ class WorkerLoop:
         return vm
 
     def _note_rebuild(self, slot: _GuildSlot, vm: GuildVM) -> None:
-        if vm.rebuilds != slot.rebuilds:
-            # The VM rebuilt itself from its scripts after a memory-limit error: report the load.
-            slot.rebuilds = vm.rebuilds
-            self._records.append(VmBuilt(slot.guild_id, _load_report(vm, 0.0)))
+        """The VM rebuilt itself from its scripts after a memory-limit error: report the load."""
+        slot.rebuilds = vm.rebuilds
+        self._records.append(VmBuilt(slot.guild_id, _load_report(vm, 0.0)))
 
     def _vm_failed(self, slot: _GuildSlot, exc: Exception, doing: str) -> _RequestFailed:
         """Close a VM that raised what it never should: it costs this guild its VM, nothing more."""
