@@ -79,10 +79,10 @@ log = logging.getLogger(__name__)
 SLICE_SECONDS = 0.002
 #: Most requests served between two hand-offs.
 SLICE_REQUESTS = 256
-#: An event (or run of timers) that used less CPU than this marks its guild *light*: the guild's
-#: next one is served holding the worker's :class:`Turn`, if it has one. Longer guest calls run
-#: without it, in parallel with the other workers.
-LIGHT_REQUEST_SECONDS = 0.0001
+#: A light guild's events (and runs of timers) are served holding the worker's :class:`Turn`, if it
+#: has one; a guild whose last two took this much CPU or more each is not light, and its guest calls
+#: run without the turn, in parallel with the other workers. A trivial event takes about 20 µs.
+LIGHT_REQUEST_SECONDS = 0.00025
 
 
 class Inbox(Protocol):
@@ -175,6 +175,7 @@ class _GuildSlot:
 
     __slots__ = (
         "guild_id",
+        "last_cost",
         "light",
         "queue",
         "rebuilds",
@@ -193,8 +194,9 @@ class _GuildSlot:
         # A list, not a deque: an empty deque takes 760 bytes, and a worker holds thousands of
         # guilds whose queues are empty nearly always (and hold at most VM_GUILD_QUEUE requests).
         self.queue: list[GuildAction | _RunTimers] = []
-        #: True when its last event or run of timers took under LIGHT_REQUEST_SECONDS of CPU.
+        #: See note_cost(); a guild nothing is known of yet is not light.
         self.light = False
+        self.last_cost = math.inf
         self.tokens = tokens
         self.refilled_at = now
         #: True while the slot is in the worker's round-robin of guilds with queued requests.
@@ -208,6 +210,13 @@ class _GuildSlot:
         self.timers_queued = False
         #: The pending-timer count last sent to the facade.
         self.timers_reported = 0
+
+    def note_cost(self, cpu_seconds: float) -> None:
+        """Its event or run of timers took ``cpu_seconds``. The guild is light unless its last two
+        took LIGHT_REQUEST_SECONDS or more each: one slow event (a garbage collection, a cold cache)
+        does not make a guild heavy, and a guild that is heavy shows it on every event."""
+        self.light = cpu_seconds < LIGHT_REQUEST_SECONDS or self.last_cost < LIGHT_REQUEST_SECONDS
+        self.last_cost = cpu_seconds
 
     def replace_vm(self, vm: GuildVM | None) -> None:
         """Hold ``vm`` (None: no VM) from now on; the timers of the VM it replaces are gone."""
@@ -431,7 +440,7 @@ class WorkerLoop:
         except Exception as exc:
             raise self._vm_failed(slot, exc, f"running the {action.event} event") from None
         cpu = self._charge(slot)
-        slot.light = cpu < LIGHT_REQUEST_SECONDS
+        slot.note_cost(cpu)
         if vm.rebuilds != slot.rebuilds:
             self._note_rebuild(slot, vm)
         self._records.append(Reply(action.request_id, result, None, cpu))
@@ -468,7 +477,7 @@ class WorkerLoop:
         except Exception as exc:
             raise self._vm_failed(slot, exc, "running its timers") from None
         cpu = self._charge(slot)
-        slot.light = cpu < LIGHT_REQUEST_SECONDS
+        slot.note_cost(cpu)
         if vm.rebuilds != slot.rebuilds:
             self._note_rebuild(slot, vm)
         self._records.append(TimerResult(slot.guild_id, result, cpu))

@@ -209,3 +209,14 @@ def test_the_thread_pools_workers_share_one_turn_and_thread_per_guilds_take_none
 
     assert isinstance(turn_of("threadpool"), InterpreterTurn)
     assert turn_of("thread-per-guild") is None
+
+
+def test_one_slow_event_does_not_make_a_guild_heavy_but_two_in_a_row_do() -> None:
+    slot = worker_module._GuildSlot(1, tokens=1.0, now=0.0)
+    assert not slot.light  # nothing known yet: its first event runs outside the turn
+    slow, quick = 10 * worker_module.LIGHT_REQUEST_SECONDS, worker_module.LIGHT_REQUEST_SECONDS / 10
+    outcomes = []
+    for cost in (quick, slow, quick, slow, slow, slow, quick):
+        slot.note_cost(cost)
+        outcomes.append(slot.light)
+    assert outcomes == [True, True, True, True, False, False, True]
