@@ -24,8 +24,9 @@ guild VMs (up to 100, round robin) with the same script and payload. Cases:
   from sent to failed, which is the supervisor's deadline plus its reaction; the worst of the runs
   is printed. Then how long the crashed guild waits for its next event to be answered.
 * Ratio rounds, for 100 guilds and the trivial script, on the default strategy and on
-  ``processpool``: raw and pool runs alternate and the median of the per-round ratios is printed,
-  so that load from other processes on a shared machine hits both sides alike. The last line,
+  ``processpool``: each round times raw, pool, raw, and compares the pool with the mean of the two
+  raw runs around it; the median of the rounds' ratios is printed. On a shared machine the speed of
+  a core can change by half within seconds: this way a change hits both sides alike. The last line,
   ``throughput ratio pool/raw: X``, is the default strategy's.
 
 Run: ``python bench/dispatch.py`` (about 4 minutes) or ``--quick`` (under 45 s: no 10,000-guild
@@ -240,16 +241,26 @@ def rss_in_fresh_process(through_pool: bool) -> int:
 async def ratio_rounds(
     strategy: str, event: dict, rounds: int, seconds: float
 ) -> tuple[float, list[float], Rate, Rate]:
-    """Alternate raw and pool runs (100 guilds, trivial script)."""
+    """Rounds of raw, pool, raw (100 guilds, trivial script): each round's ratio is the pool's rate
+    over the mean of the two raw runs around it, so that a change in the machine's speed during the
+    round (a shared machine's usual state) falls on both sides. Returns the median ratio, every
+    round's, and the raw (the mean of its two runs) and pool rates of the median round."""
     guilds = 100
     vms = raw_vms(TRIVIAL, guilds)
     scripts = {guild: [ScriptSource("bench", TRIVIAL)] for guild in range(guilds)}
     ratios, raws, pooled = [], [], []
     async with pool_for(strategy, scripts, guilds) as pool:
         await warm_up(pool, range(guilds), event)
+        await pool_run(pool, guilds, event, seconds)  # the first run of a pool fills its caches
         for _ in range(rounds):
-            raw = raw_run(vms, event, seconds)
+            before = raw_run(vms, event, seconds)
             through_pool = await pool_run(pool, guilds, event, seconds)
+            after = raw_run(vms, event, seconds)
+            raw = Rate(
+                (before.events_per_second + after.events_per_second) / 2,
+                (before.p50_ms + after.p50_ms) / 2,
+                (before.p99_ms + after.p99_ms) / 2,
+            )
             raws.append(raw)
             pooled.append(through_pool)
             ratios.append(through_pool.events_per_second / raw.events_per_second)
@@ -480,10 +491,10 @@ async def run(quick: bool) -> None:
         f"{max(costs.recovered_s):.2f} s later (a new process, a new VM)",
     ]
 
-    rounds = 3 if quick else 5
+    rounds, round_seconds = (5, 0.3) if quick else (9, 0.5)
     ratios_by_strategy = {}
     for strategy in dict.fromkeys(("processpool", default.strategy)):
-        ratio, ratios, raw_middle, pool_middle = await ratio_rounds(strategy, event, rounds, seconds)
+        ratio, ratios, raw_middle, pool_middle = await ratio_rounds(strategy, event, rounds, round_seconds)
         ratios_by_strategy[strategy] = ratio
         rows.append(
             (
