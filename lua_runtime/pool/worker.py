@@ -288,11 +288,8 @@ class WorkerLoop:
 
     def run(self) -> None:
         """Take requests and serve them until a :class:`Shutdown` has been carried out."""
-        inbox = self._inbox
         while True:
-            timeout = 0 if self._ready or self._stopping else self._until_next_timer()
-            for action in inbox.take(timeout=timeout):
-                self._accept(action)
+            self._take(0 if self._ready or self._stopping else self._until_next_timer())
             if self._timer_heap and not self._stopping:
                 self._wake_due_guilds()
             if self._stopping:
@@ -303,6 +300,11 @@ class WorkerLoop:
             self._run_slice()
             self._flush()
         self._flush()
+
+    def _take(self, timeout: float | None) -> None:
+        """File what the inbox holds, waiting up to ``timeout`` for something (see Inbox.take)."""
+        for action in self._inbox.take(timeout=timeout):
+            self._accept(action)
 
     def abandon(self) -> list[WorkerRecord]:
         """Give up after a crash: drop every guild VM now, and return the records finished but not
@@ -375,17 +377,21 @@ class WorkerLoop:
             for _ in range(SLICE_REQUESTS):
                 if not ready:
                     break
-                slot = ready.popleft()
-                action = slot.queue.pop(0)
                 if turn is not None:
-                    light = slot.light and type(action) in _LIGHT_KINDS
+                    light = ready[0].light and type(ready[0].queue[0]) in _LIGHT_KINDS
                     if in_turn and not light:
                         turn.leave()
                         in_turn = False
                     elif light and not in_turn:
                         in_turn = turn.enter()
-                        # The slice's time is for serving: waiting for the turn does not count.
+                        # The slice's time is for serving: waiting for the turn does not count, and
+                        # what arrived meanwhile is served in this turn rather than wait for another.
                         deadline = time.perf_counter() + SLICE_SECONDS
+                        self._take(0)
+                        if not ready:
+                            break  # a guild released meanwhile was all there was
+                slot = ready.popleft()
+                action = slot.queue.pop(0)
                 if watchdog is not None:
                     watchdog.arm(budget, slot.guild_id)
                 try:

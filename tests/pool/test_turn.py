@@ -220,3 +220,35 @@ def test_one_slow_event_does_not_make_a_guild_heavy_but_two_in_a_row_do() -> Non
         slot.note_cost(cost)
         outcomes.append(slot.light)
     assert outcomes == [True, True, True, True, False, False, True]
+
+
+def test_what_arrives_while_the_worker_waits_for_the_turn_is_served_in_that_turn(monkeypatch) -> None:
+    monkeypatch.setattr(worker_module, "LIGHT_REQUEST_SECONDS", 0.005)
+    log: list[str] = ["start"]
+    scripts = InMemoryScripts({1: [counter()], 2: [counter()]})
+
+    class ArrivingInbox(PickledInbox):
+        """Hands over guild 2's event while the loop waits for the turn for guild 1's."""
+
+        def take(self, timeout: float | None) -> list:
+            if timeout == 0 and log[-1] == "enter":
+                return [DispatchEvent(4, 2, "message", message("arrived"))]
+            return super().take(timeout)
+
+    batches = [
+        [DispatchEvent(1, 1, "message", message("a")), DispatchEvent(2, 2, "message", message("b"))],
+        [DispatchEvent(3, 1, "message", message("c"))],
+        [Shutdown(0, 5.0)],
+    ]
+    outbox = PickledOutbox()
+    serve(
+        1,
+        ArrivingInbox(batches),
+        outbox,
+        SharedProvider(scripts),
+        SETTINGS,
+        watchdog=GuildLog(log),
+        turn=RecordingTurn(log),
+    )
+    assert log[1:] == ["g1", "g2", "enter", "g1", "g2", "leave"]
+    assert printed(_replies(outbox)[4].value) == ["arrived:2"]
