@@ -298,7 +298,6 @@ class WorkerLoop:
                 if not self._ready:
                     break
             self._run_slice()
-            self._flush()
         self._flush()
 
     def _take(self, timeout: float | None) -> None:
@@ -362,11 +361,13 @@ class WorkerLoop:
         self._records.append(Reply(request_id, unstarted))
 
     def _run_slice(self) -> None:
-        """Serve queued requests round-robin, one per guild per round, for up to one slice.
+        """Serve queued requests round-robin, one per guild per round, for up to one slice, then
+        send the records.
 
         With a :class:`Turn`, the light guilds' events and timers are served holding it, and the
         others without it: the turn is taken and left as the kind of request changes, and left at
-        the end of the slice whatever happens.
+        the end of the slice whatever happens. The records leave before the turn does, so that the
+        next holder knows the event loop has them to take in (see ``InterpreterTurn.enter``).
         """
         ready, slots, handlers, records = self._ready, self._slots, self._handlers, self._records
         watchdog, budget, turn = self._watchdog, self._event_budget, self._turn
@@ -410,11 +411,12 @@ class WorkerLoop:
                         del slots[slot.guild_id]
                 if time.perf_counter() >= deadline:
                     break
+            if watchdog is not None:
+                watchdog.disarm()
+            self._flush()
         finally:
             if in_turn:
                 turn.leave()  # type: ignore[union-attr]
-        if watchdog is not None:
-            watchdog.disarm()
 
     def _fail_queued(self, failure: Failure) -> None:
         for slot in self._ready:
