@@ -494,6 +494,7 @@ class ProcessPoolStrategy(ThreadPoolStrategy):
                 "functools.partial(StoredScripts, path, limits)"
             )
         super().__init__(scripts, settings, workers, clock)
+        self._turn = None  # each worker process runs Python on an interpreter of its own
         self._deadline = deadline
         self._processes: dict[int, _WorkerProcess] = {}
 

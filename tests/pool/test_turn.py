@@ -202,13 +202,14 @@ async def test_two_workers_sharing_the_turn_answer_every_guild_in_order() -> Non
     assert sorted(worker.guilds for worker in stats.workers) == [10, 10]  # both workers took part
 
 
-def test_the_thread_pools_workers_share_one_turn_and_thread_per_guilds_take_none() -> None:
+def test_only_the_thread_pools_workers_share_a_turn() -> None:
     def turn_of(strategy: str) -> object:
         built = build_strategy(PoolConfig(strategy=strategy), SharedProvider(InMemoryScripts({})), SETTINGS)
         return built._turn  # type: ignore[attr-defined]
 
     assert isinstance(turn_of("threadpool"), InterpreterTurn)
     assert turn_of("thread-per-guild") is None
+    assert turn_of("processpool") is None
 
 
 def test_one_slow_event_does_not_make_a_guild_heavy_but_two_in_a_row_do() -> None:
