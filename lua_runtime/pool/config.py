@@ -16,7 +16,7 @@ from lua_runtime.pool.processpool import (
 )
 from lua_runtime.pool.provider import ScriptProviderFactory
 from lua_runtime.pool.strategy import Strategy
-from lua_runtime.pool.threadpool import ThreadPerGuildStrategy, ThreadPoolStrategy
+from lua_runtime.pool.threadpool import RestartBackoff, ThreadPerGuildStrategy, ThreadPoolStrategy
 from lua_runtime.pool.worker import WorkerSettings
 
 #: The strategies this package implements, all on the same worker loop and messages.
@@ -59,6 +59,11 @@ class PoolConfig:
     #: killed and replaced (see :class:`~lua_runtime.pool.processpool.WorkerDeadline`).
     worker_deadline_seconds: float = DEADLINE_FLOOR_SECONDS
     worker_deadline_factor: float = DEADLINE_FACTOR
+    #: ``threadpool`` and ``processpool``: a worker that died within 5 s of its start is replaced
+    #: after this long, and each such death in a row triples the wait, up to the maximum (see
+    #: :class:`~lua_runtime.pool.threadpool.RestartBackoff`). Requests wait for the replacement.
+    restart_backoff_seconds: float = 1.0
+    restart_backoff_max_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -73,6 +78,8 @@ class PoolConfig:
             "guild_cpu_window_seconds",
             "worker_deadline_seconds",
             "worker_deadline_factor",
+            "restart_backoff_seconds",
+            "restart_backoff_max_seconds",
         ):
             value = getattr(self, name)
             if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
@@ -86,9 +93,12 @@ def build_strategy(
     clock: Callable[[], float] = time.monotonic,
 ) -> Strategy:
     """The strategy ``config`` names, not started yet."""
+    backoff = RestartBackoff(config.restart_backoff_seconds, config.restart_backoff_max_seconds)
     if config.strategy == "threadpool":
-        return ThreadPoolStrategy(scripts, settings, config.workers, clock)
+        return ThreadPoolStrategy(scripts, settings, config.workers, clock, backoff)
     if config.strategy == "processpool":
         deadline = WorkerDeadline(config.worker_deadline_seconds, config.worker_deadline_factor)
-        return ProcessPoolStrategy(scripts, settings, config.workers, clock, deadline=deadline)
+        return ProcessPoolStrategy(
+            scripts, settings, config.workers, clock, deadline=deadline, backoff=backoff
+        )
     return ThreadPerGuildStrategy(scripts, settings, clock)

@@ -68,7 +68,7 @@ from lua_runtime.pool.messages import (
 )
 from lua_runtime.pool.provider import ScriptProviderFactory, SharedProvider
 from lua_runtime.pool.strategy import Deliver, WorkerHandle
-from lua_runtime.pool.threadpool import ThreadPoolStrategy
+from lua_runtime.pool.threadpool import RestartBackoff, ThreadPoolStrategy
 from lua_runtime.pool.worker import WorkerSettings, serve
 
 log = logging.getLogger(__name__)
@@ -242,6 +242,7 @@ def _worker_main(
     guild: Any,
     deadline: WorkerDeadline,
     log_level: int,
+    start_delay: float,
 ) -> None:
     """The entry point of a worker process: the worker loop between two pipes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -249,7 +250,7 @@ def _worker_main(
     logging.basicConfig(level=log_level, format=LOG_FORMAT, datefmt=LOG_DATE_FORMAT, style="{", force=True)
     watchdog = _SharedDeadline(cell, guild, deadline)
     inbox = _PipeInbox(requests, watchdog, settings.limits.cpu_ms_per_event / 1000)
-    serve(worker_id, inbox, _PipeOutbox(records), scripts, settings, clock, watchdog)
+    serve(worker_id, inbox, _PipeOutbox(records), scripts, settings, clock, watchdog, start_delay=start_delay)
 
 
 # --- in the bot's process ------------------------------------------------------------------------
@@ -278,6 +279,7 @@ class _WorkerProcess:
         settings: WorkerSettings,
         clock: Callable[[], float],
         deadline: WorkerDeadline,
+        start_delay: float = 0.0,
     ) -> None:
         self.worker_id = worker_id
         self._deliver = deliver
@@ -301,7 +303,7 @@ class _WorkerProcess:
                 self._guild,
                 deadline,
             ),
-            kwargs={"log_level": log_level},
+            kwargs={"log_level": log_level, "start_delay": start_delay},
             name=f"warden-vm-{worker_id}",
             daemon=True,
         )
@@ -473,6 +475,7 @@ class ProcessPoolStrategy(ThreadPoolStrategy):
         clock: Callable[[], float] = time.monotonic,
         *,
         deadline: WorkerDeadline = WorkerDeadline(),
+        backoff: RestartBackoff | None = None,
     ) -> None:
         try:
             crossed = pickle.loads(pickle.dumps((scripts, settings, clock)))[0]
@@ -493,7 +496,7 @@ class ProcessPoolStrategy(ThreadPoolStrategy):
                 "pool a factory that opens one in each worker, such as "
                 "functools.partial(StoredScripts, path, limits)"
             )
-        super().__init__(scripts, settings, workers, clock)
+        super().__init__(scripts, settings, workers, clock, backoff)
         self._turn = None  # each worker process runs Python on an interpreter of its own
         self._deadline = deadline
         self._processes: dict[int, _WorkerProcess] = {}
@@ -506,14 +509,15 @@ class ProcessPoolStrategy(ThreadPoolStrategy):
         self._processes.pop(worker_id, None)
         return super().remove(worker_id, replace=replace)
 
-    def _spawn(self, slow_lane: bool = False) -> WorkerHandle:
+    def _spawn(self, slow_lane: bool = False, start_delay: float = 0.0) -> WorkerHandle:
         if self._deliver is None or self._loop is None:
             raise RuntimeError("the strategy has not been started")
         worker_id = next(self._ids)
         process = _WorkerProcess(
-            worker_id, self._deliver, self._scripts, self._settings, self._clock, self._deadline
+            worker_id, self._deliver, self._scripts, self._settings, self._clock, self._deadline, start_delay
         )
-        worker = WorkerHandle(worker_id, process.post, self._loop.call_soon, slow_lane)
+        starts_at = time.monotonic() + start_delay
+        worker = WorkerHandle(worker_id, process.post, self._loop.call_soon, slow_lane, starts_at)
         self._workers[worker_id] = worker
         self._processes[worker_id] = process
         process.launch()

@@ -34,7 +34,9 @@ class WorkerHandle:
     ``guilds`` are the guilds placed on the worker (kept by the strategy); ``pending`` are the
     requests sent and not answered yet, by request id (kept by the facade, which fails them all if
     the worker dies); ``counters`` count its finished events. ``slow_lane`` marks a worker kept for
-    guilds whose events hit the CPU limits.
+    guilds whose events hit the CPU limits. ``starts_at`` is when the worker starts serving
+    (``time.monotonic``): later than its creation for a replacement held back by the strategy's
+    restart back-off; requests sent before then wait for it.
     """
 
     __slots__ = (
@@ -45,6 +47,7 @@ class WorkerHandle:
         "guilds",
         "pending",
         "slow_lane",
+        "starts_at",
         "worker_id",
     )
 
@@ -54,9 +57,11 @@ class WorkerHandle:
         post: Callable[[list[VmAction]], None],
         call_soon: Callable[[Callable[[], None]], object],
         slow_lane: bool = False,
+        starts_at: float = 0.0,
     ) -> None:
         self.worker_id = worker_id
         self.slow_lane = slow_lane
+        self.starts_at = starts_at
         self._post = post
         self._call_soon = call_soon
         self._outgoing: list[VmAction] = []

@@ -128,17 +128,18 @@ class ThreadStrategy:
     def remove(self, worker_id: int, *, replace: bool) -> WorkerHandle | None:
         return self._workers.pop(worker_id, None)
 
-    def _spawn(self, slow_lane: bool = False) -> WorkerHandle:
+    def _spawn(self, slow_lane: bool = False, start_delay: float = 0.0) -> WorkerHandle:
         if self._deliver is None or self._loop is None:
             raise RuntimeError("the strategy has not been started")
         worker_id = next(self._ids)
         inbox = ThreadInbox()
-        worker = WorkerHandle(worker_id, inbox.put, self._loop.call_soon, slow_lane)
+        starts_at = time.monotonic() + start_delay
+        worker = WorkerHandle(worker_id, inbox.put, self._loop.call_soon, slow_lane, starts_at)
         outbox = _LoopOutbox(self._deliver, worker_id, self._turn, self._loop)
         thread = threading.Thread(
             target=serve,
             args=(worker_id, inbox, outbox, self._scripts, self._settings),
-            kwargs={"clock": self._clock, "turn": self._turn},
+            kwargs={"clock": self._clock, "turn": self._turn, "start_delay": start_delay},
             name=f"warden-vm-{worker_id}",
             # A worker never blocks the interpreter's exit: guest calls are bounded, and a pool
             # that was not closed has nobody left to answer.
@@ -149,9 +150,39 @@ class ThreadStrategy:
         return worker
 
 
+class RestartBackoff:
+    """How long a replacement worker waits before it starts: AntiRaid's supervisor rule.
+
+    A worker that dies young (within :data:`STABLE_SECONDS` of its start) most likely died of
+    something its replacement will meet too (a database it cannot open, a fault at setup), and
+    replacing it at once, again and again, would spin. So the first young death waits
+    ``first_seconds``, and each young death in a row triples the wait, up to ``max_seconds``. A
+    worker that lived longer died of something rarer: it is replaced at once, and the count starts
+    afresh.
+    """
+
+    #: A worker that lived this long before it died was not failing to start.
+    STABLE_SECONDS = 5.0
+    FACTOR = 3.0
+
+    def __init__(self, first_seconds: float, max_seconds: float) -> None:
+        self.first_seconds = first_seconds
+        self.max_seconds = max_seconds
+        self._young_deaths = 0
+
+    def delay_after(self, lived_seconds: float) -> float:
+        """The wait before replacing a worker that died ``lived_seconds`` after it started."""
+        if lived_seconds >= self.STABLE_SECONDS:
+            self._young_deaths = 0
+            return 0.0
+        self._young_deaths += 1
+        return min(self.max_seconds, self.first_seconds * self.FACTOR ** (self._young_deaths - 1))
+
+
 class ThreadPoolStrategy(ThreadStrategy):
     """A fixed set of worker threads; a new guild VM goes to the one holding the fewest. Plus the
-    slow lane, started on first use and restarted on the next use after a crash."""
+    slow lane, started on first use and restarted on the next use after a crash. A worker that
+    crashes is replaced, after the :class:`RestartBackoff` if it died young."""
 
     name = "threadpool"
     has_slow_lane = True
@@ -162,11 +193,13 @@ class ThreadPoolStrategy(ThreadStrategy):
         settings: WorkerSettings,
         workers: int,
         clock: Callable[[], float] = time.monotonic,
+        backoff: RestartBackoff | None = None,
     ) -> None:
         super().__init__(scripts, settings, clock)
         self._size = workers
         self._slow_lane: WorkerHandle | None = None
         self._turn = InterpreterTurn()
+        self._backoff = backoff or RestartBackoff(first_seconds=1.0, max_seconds=10.0)
 
     def start(self, loop: asyncio.AbstractEventLoop, deliver: Deliver) -> None:
         super().start(loop, deliver)
@@ -179,7 +212,13 @@ class ThreadPoolStrategy(ThreadStrategy):
                 self._slow_lane = self._spawn(slow_lane=True)
             worker = self._slow_lane
         else:
-            worker = min((w for w in self._workers.values() if not w.slow_lane), key=lambda w: len(w.guilds))
+            # The fewest guilds, among the running workers first: a replacement still held back by
+            # the restart back-off takes new guilds only when no worker runs.
+            now = time.monotonic()
+            worker = min(
+                (w for w in self._workers.values() if not w.slow_lane),
+                key=lambda w: (w.starts_at > now, len(w.guilds)),
+            )
         worker.guilds.add(guild_id)
         return worker
 
@@ -188,8 +227,19 @@ class ThreadPoolStrategy(ThreadStrategy):
         if worker is not None and worker.slow_lane:
             self._slow_lane = None  # the next guild sent there starts a new one
         elif replace:
-            replacement = self._spawn()
-            log.info("VM worker %s replaces worker %s", replacement.worker_id, worker_id)
+            lived = time.monotonic() - worker.starts_at if worker is not None else 0.0
+            delay = self._backoff.delay_after(lived)
+            replacement = self._spawn(start_delay=delay)
+            if delay:
+                log.warning(
+                    "VM worker %s replaces worker %s in %g s: that one died %.1f s after it started",
+                    replacement.worker_id,
+                    worker_id,
+                    delay,
+                    lived,
+                )
+            else:
+                log.info("VM worker %s replaces worker %s", replacement.worker_id, worker_id)
         return worker
 
 

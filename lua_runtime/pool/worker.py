@@ -40,7 +40,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -286,10 +286,14 @@ class WorkerLoop:
 
     # --- the loop ------------------------------------------------------------------------------
 
-    def run(self) -> None:
-        """Take requests and serve them until a :class:`Shutdown` has been carried out."""
+    def run(self, received: Iterable[VmAction] = ()) -> None:
+        """Take requests and serve them until a :class:`Shutdown` has been carried out.
+        ``received``: requests that arrived before the loop was built (a delayed start)."""
+        for action in received:
+            self._accept(action)
         while True:
-            self._take(0 if self._ready or self._stopping else self._until_next_timer())
+            busy = self._ready or self._records or self._stopping
+            self._take(0 if busy else self._until_next_timer())
             if self._timer_heap and not self._stopping:
                 self._wake_due_guilds()
             if self._stopping:
@@ -630,6 +634,18 @@ class WorkerLoop:
         return WorkerReport(self.worker_id, memory, queued)
 
 
+def _wait_to_start(inbox: Inbox, delay: float) -> list[VmAction]:
+    """Wait ``delay`` seconds, keeping what arrives, unless a :class:`Shutdown` arrives first."""
+    received: list[VmAction] = []
+    deadline = time.monotonic() + delay
+    while (left := deadline - time.monotonic()) > 0:
+        arrived = inbox.take(timeout=left)
+        received.extend(arrived)
+        if any(type(action) is Shutdown for action in arrived):
+            break
+    return received
+
+
 def serve(
     worker_id: int,
     inbox: Inbox,
@@ -639,17 +655,23 @@ def serve(
     clock: Callable[[], float] = time.monotonic,
     watchdog: Watchdog | None = None,
     turn: Turn | None = None,
+    start_delay: float = 0.0,
 ) -> None:
     """Run one worker from setup to exit, and tell the facade how it ended.
 
     The worker's last record is always a :class:`WorkerExit`: ``crash`` is None after a shutdown,
     and says what escaped the loop otherwise. Replies finished before a crash are sent first, so
     only the requests the worker had not finished fail.
+
+    ``start_delay``: seconds to wait before setting up, for a replacement of workers that died
+    young (the strategy's restart back-off). Requests that arrive meanwhile wait for the loop; a
+    :class:`Shutdown` ends the wait at once.
     """
     loop: WorkerLoop | None = None
     try:
+        received = _wait_to_start(inbox, start_delay) if start_delay > 0 else []
         loop = WorkerLoop(worker_id, inbox, outbox, scripts(), settings, clock, watchdog, turn)
-        loop.run()
+        loop.run(received)
     except Exception as exc:
         log.exception("VM worker %s crashed", worker_id)
         unsent = loop.abandon() if loop is not None else []

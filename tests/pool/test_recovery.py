@@ -86,7 +86,9 @@ async def test_the_crashed_workers_vms_are_gone_not_held_anywhere() -> None:
 
 async def test_repeated_crashes_keep_the_pool_serving() -> None:
     scripts = InMemoryScripts({1: [counter()], 2: [counter()]})
-    async with VmPool(scripts, LIMITS, PoolConfig(workers=2)) as pool:
+    # Each crash is a young death: a short back-off keeps the test quick (test_restart_backoff.py).
+    config = PoolConfig(workers=2, restart_backoff_seconds=0.01, restart_backoff_max_seconds=0.05)
+    async with VmPool(scripts, LIMITS, config) as pool:
         for round_ in range(3):
             await pool.inject_fault(1)
             results = await asyncio.gather(*(pool.dispatch(g, "message", message("r")) for g in (1, 2)))
