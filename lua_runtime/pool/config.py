@@ -59,11 +59,12 @@ class PoolConfig:
     #: killed and replaced (see :class:`~lua_runtime.pool.processpool.WorkerDeadline`).
     worker_deadline_seconds: float = DEADLINE_FLOOR_SECONDS
     worker_deadline_factor: float = DEADLINE_FACTOR
-    #: ``threadpool`` and ``processpool``: a worker that died within 5 s of its start is replaced
-    #: after this long, and each such death in a row triples the wait, up to the maximum (see
+    #: ``threadpool`` and ``processpool``: a worker that died young (within
+    #: ``RestartBackoff.STABLE_SECONDS`` of its start) is replaced after this long, and each such
+    #: death in a row triples the wait, up to the maximum (see
     #: :class:`~lua_runtime.pool.threadpool.RestartBackoff`). Requests wait for the replacement.
-    restart_backoff_seconds: float = 1.0
-    restart_backoff_max_seconds: float = 10.0
+    restart_backoff_seconds: float = RestartBackoff.FIRST_SECONDS
+    restart_backoff_max_seconds: float = RestartBackoff.MAX_SECONDS
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:

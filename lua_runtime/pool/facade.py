@@ -276,7 +276,7 @@ class VmPool:
         failures raise :class:`ScriptsUnavailable` and leave the old VM in place.
         """
         guild = self._guild(guild_id)
-        report: LoadReport = await self._send(guild, ReloadGuild(self._request_id(), guild_id), False)
+        report: LoadReport = await self._send(guild, ReloadGuild(next(self._request_ids), guild_id), False)
         guild.counters.vm_builds += 1
         guild.counters.cpu_seconds += report.cpu_seconds
         return report
@@ -285,7 +285,7 @@ class VmPool:
         """Close the guild's VM after its queued requests; its next event builds a fresh one."""
         guild = self._guild(guild_id)
         if guild.worker is not None:
-            await self._send(guild, ResetGuild(self._request_id(), guild_id), False)
+            await self._send(guild, ResetGuild(next(self._request_ids), guild_id), False)
 
     async def dry_run(
         self,
@@ -297,7 +297,7 @@ class VmPool:
         """Run ``script`` against ``event`` in a fresh sandbox on the guild's worker, executing
         nothing (``/script test``); a sample payload when ``payload`` is None."""
         guild = self._guild(guild_id)
-        action = DryRunScript(self._request_id(), guild_id, script, event, payload)
+        action = DryRunScript(next(self._request_ids), guild_id, script, event, payload)
         run: DryRun = await self._send(guild, action, False)
         guild.counters.cpu_seconds += run.cpu_ms / 1000
         return run
@@ -329,15 +329,19 @@ class VmPool:
         """Counters of every live worker, and of one guild (or of every guild known)."""
         self._check_open()
         workers = self._strategy.workers()
-        asked: list[asyncio.Future[WorkerReport]] = []
-        for worker in workers:
-            request_id = self._request_id()
+        # A replacement still waiting out the restart back-off holds nothing yet: not asked.
+        now = time.monotonic()
+        asked = [worker for worker in workers if worker.starts_at <= now]
+        futures: list[asyncio.Future[WorkerReport]] = []
+        for worker in asked:
+            request_id = next(self._request_ids)
             future = self._create_future()
             worker.pending[request_id] = (future, None, time.perf_counter(), False)
             worker.send(ReportStats(request_id))
-            asked.append(future)
+            futures.append(future)
         # A worker that crashes meanwhile answers with an exception: its row shows no VMs.
-        reports = await asyncio.gather(*asked, return_exceptions=True)
+        answers = dict(zip(asked, await asyncio.gather(*futures, return_exceptions=True), strict=True))
+        reports = [answers.get(worker) for worker in workers]
         memory: dict[int, int] = {}
         worker_stats = []
         for worker, report in zip(workers, reports, strict=True):
@@ -418,9 +422,6 @@ class VmPool:
             guild = self._guilds[guild_id] = _Guild(guild_id)
         return guild
 
-    def _request_id(self) -> int:
-        return next(self._request_ids)
-
     def _send(self, guild: _Guild, action: VmAction, is_event: bool) -> asyncio.Future[Any]:
         """Send a guild request to the guild's worker (placing the guild first if needed)."""
         if self._closing or self._loop is None:
@@ -465,7 +466,7 @@ class VmPool:
     def _move_to_slow_lane(self, guild: _Guild, old: WorkerHandle) -> None:
         """Take the guild off ``old`` now; :meth:`_finish_move` completes the move."""
         guild.moving = []
-        request_id = self._request_id()
+        request_id = next(self._request_ids)
         released = self._create_future()
         old.pending[request_id] = (released, None, time.perf_counter(), False)
         old.send(ReleaseGuild(request_id, guild.guild_id))

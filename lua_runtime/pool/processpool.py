@@ -242,7 +242,7 @@ def _worker_main(
     guild: Any,
     deadline: WorkerDeadline,
     log_level: int,
-    start_delay: float,
+    start_at: float,
 ) -> None:
     """The entry point of a worker process: the worker loop between two pipes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -250,7 +250,7 @@ def _worker_main(
     logging.basicConfig(level=log_level, format=LOG_FORMAT, datefmt=LOG_DATE_FORMAT, style="{", force=True)
     watchdog = _SharedDeadline(cell, guild, deadline)
     inbox = _PipeInbox(requests, watchdog, settings.limits.cpu_ms_per_event / 1000)
-    serve(worker_id, inbox, _PipeOutbox(records), scripts, settings, clock, watchdog, start_delay=start_delay)
+    serve(worker_id, inbox, _PipeOutbox(records), scripts, settings, clock, watchdog, start_at=start_at)
 
 
 # --- in the bot's process ------------------------------------------------------------------------
@@ -279,7 +279,7 @@ class _WorkerProcess:
         settings: WorkerSettings,
         clock: Callable[[], float],
         deadline: WorkerDeadline,
-        start_delay: float = 0.0,
+        start_at: float = 0.0,
     ) -> None:
         self.worker_id = worker_id
         self._deliver = deliver
@@ -303,7 +303,7 @@ class _WorkerProcess:
                 self._guild,
                 deadline,
             ),
-            kwargs={"log_level": log_level, "start_delay": start_delay},
+            kwargs={"log_level": log_level, "start_at": start_at},
             name=f"warden-vm-{worker_id}",
             daemon=True,
         )
@@ -466,6 +466,7 @@ class ProcessPoolStrategy(ThreadPoolStrategy):
     """
 
     name = "processpool"
+    shares_turn = False  # each worker process runs Python on an interpreter of its own
 
     def __init__(
         self,
@@ -497,7 +498,6 @@ class ProcessPoolStrategy(ThreadPoolStrategy):
                 "functools.partial(StoredScripts, path, limits)"
             )
         super().__init__(scripts, settings, workers, clock, backoff)
-        self._turn = None  # each worker process runs Python on an interpreter of its own
         self._deadline = deadline
         self._processes: dict[int, _WorkerProcess] = {}
 
@@ -513,10 +513,10 @@ class ProcessPoolStrategy(ThreadPoolStrategy):
         if self._deliver is None or self._loop is None:
             raise RuntimeError("the strategy has not been started")
         worker_id = next(self._ids)
-        process = _WorkerProcess(
-            worker_id, self._deliver, self._scripts, self._settings, self._clock, self._deadline, start_delay
-        )
         starts_at = time.monotonic() + start_delay
+        process = _WorkerProcess(
+            worker_id, self._deliver, self._scripts, self._settings, self._clock, self._deadline, starts_at
+        )
         worker = WorkerHandle(worker_id, process.post, self._loop.call_soon, slow_lane, starts_at)
         self._workers[worker_id] = worker
         self._processes[worker_id] = process

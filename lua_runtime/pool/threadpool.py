@@ -129,6 +129,7 @@ class ThreadStrategy:
         return self._workers.pop(worker_id, None)
 
     def _spawn(self, slow_lane: bool = False, start_delay: float = 0.0) -> WorkerHandle:
+        """Start a worker; with ``start_delay``, one that sets up that many seconds from now."""
         if self._deliver is None or self._loop is None:
             raise RuntimeError("the strategy has not been started")
         worker_id = next(self._ids)
@@ -139,7 +140,7 @@ class ThreadStrategy:
         thread = threading.Thread(
             target=serve,
             args=(worker_id, inbox, outbox, self._scripts, self._settings),
-            kwargs={"clock": self._clock, "turn": self._turn, "start_delay": start_delay},
+            kwargs={"clock": self._clock, "turn": self._turn, "start_at": starts_at},
             name=f"warden-vm-{worker_id}",
             # A worker never blocks the interpreter's exit: guest calls are bounded, and a pool
             # that was not closed has nobody left to answer.
@@ -157,26 +158,35 @@ class RestartBackoff:
     something its replacement will meet too (a database it cannot open, a fault at setup), and
     replacing it at once, again and again, would spin. So the first young death waits
     ``first_seconds``, and each young death in a row triples the wait, up to ``max_seconds``. A
-    worker that lived longer died of something rarer: it is replaced at once, and the count starts
-    afresh.
+    worker that lived longer died of something rarer: it is replaced at once. The count starts afresh
+    after a worker lives :data:`STABLE_SECONDS`, and once the replacement of the last young death
+    has had the time to.
     """
 
     #: A worker that lived this long before it died was not failing to start.
     STABLE_SECONDS = 5.0
     FACTOR = 3.0
+    FIRST_SECONDS = 1.0
+    MAX_SECONDS = 10.0
 
-    def __init__(self, first_seconds: float, max_seconds: float) -> None:
+    def __init__(self, first_seconds: float = FIRST_SECONDS, max_seconds: float = MAX_SECONDS) -> None:
         self.first_seconds = first_seconds
         self.max_seconds = max_seconds
         self._young_deaths = 0
+        #: After this (time.monotonic), the last young death's replacement has lived STABLE_SECONDS.
+        self._settled_at = 0.0
 
-    def delay_after(self, lived_seconds: float) -> float:
-        """The wait before replacing a worker that died ``lived_seconds`` after it started."""
-        if lived_seconds >= self.STABLE_SECONDS:
+    def delay_after(self, lived_seconds: float, now: float) -> float:
+        """The wait before replacing a worker that died ``lived_seconds`` after it started, at
+        ``now`` (``time.monotonic``)."""
+        if lived_seconds >= self.STABLE_SECONDS or now >= self._settled_at:
             self._young_deaths = 0
+        if lived_seconds >= self.STABLE_SECONDS:
             return 0.0
         self._young_deaths += 1
-        return min(self.max_seconds, self.first_seconds * self.FACTOR ** (self._young_deaths - 1))
+        delay = min(self.max_seconds, self.first_seconds * self.FACTOR ** (self._young_deaths - 1))
+        self._settled_at = now + delay + self.STABLE_SECONDS
+        return delay
 
 
 class ThreadPoolStrategy(ThreadStrategy):
@@ -186,6 +196,8 @@ class ThreadPoolStrategy(ThreadStrategy):
 
     name = "threadpool"
     has_slow_lane = True
+    #: Whether the workers share an InterpreterTurn: threads do, processes have no need to.
+    shares_turn = True
 
     def __init__(
         self,
@@ -198,8 +210,8 @@ class ThreadPoolStrategy(ThreadStrategy):
         super().__init__(scripts, settings, clock)
         self._size = workers
         self._slow_lane: WorkerHandle | None = None
-        self._turn = InterpreterTurn()
-        self._backoff = backoff or RestartBackoff(first_seconds=1.0, max_seconds=10.0)
+        self._turn = InterpreterTurn() if self.shares_turn else None
+        self._backoff = backoff or RestartBackoff()
 
     def start(self, loop: asyncio.AbstractEventLoop, deliver: Deliver) -> None:
         super().start(loop, deliver)
@@ -227,8 +239,9 @@ class ThreadPoolStrategy(ThreadStrategy):
         if worker is not None and worker.slow_lane:
             self._slow_lane = None  # the next guild sent there starts a new one
         elif replace:
-            lived = time.monotonic() - worker.starts_at if worker is not None else 0.0
-            delay = self._backoff.delay_after(lived)
+            now = time.monotonic()
+            lived = now - worker.starts_at if worker is not None else 0.0
+            delay = self._backoff.delay_after(lived, now)
             replacement = self._spawn(start_delay=delay)
             if delay:
                 log.warning(

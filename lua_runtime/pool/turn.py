@@ -7,10 +7,11 @@ and a wake-up, which for a trivial event is more than the event's own Lua. Measu
 ``bench/dispatch.py``'s 100 guilds and trivial script on 2 cores: two workers spent about 30 µs of
 CPU per event where one thread calling the same VMs spends 15.
 
-So the thread pool's workers share an :class:`InterpreterTurn`. A worker serves its *light* requests
-(events whose guild's last event used little CPU) holding the turn, for one slice at most; the other
-workers wait for it on a lock, not on the GIL, and the GIL stays with the holder across its guest
-calls. Heavy requests are served without the turn, so long guest calls still run in parallel.
+So the thread pool's workers share an :class:`InterpreterTurn`. A worker serves the events and timers
+of its *light* guilds (those whose events take little CPU: see ``worker.py``) holding the turn, for
+one slice at most; the other workers wait for it on a lock, not on the GIL, and the GIL stays with
+the holder across its guest calls. Other requests are served without the turn, so long guest calls
+still run in parallel.
 
 The event loop takes no turn (it must never wait for a worker), but workers let it go first: when a
 worker hands it records, the loop has their continuations to run, and a worker that served light

@@ -7,9 +7,11 @@ other object holds one, so when a worker dies its VMs go with it, and the facade
 handles are all that has to be dropped.
 
 Per wake-up the loop takes everything queued for it, files each guild's requests in that guild's
-own queue, then serves the queues round-robin, one request per guild per turn, so a guild with a
+own queue, then serves the queues round-robin, one request per guild per round, so a guild with a
 long queue cannot hold back the others on its worker. Finished replies are sent back together, at
 most every :data:`SLICE_SECONDS`, so that one hand-off to the event loop carries many results.
+Worker threads that share a :class:`Turn` (the thread pool's) serve their light guilds' requests
+holding it, so that one of them at a time runs Python (see ``turn.py``).
 
 A guild leaves a worker in one of three ways: its VM is closed (:class:`ResetGuild`, for idleness or
 to make room), the worker dies, or the facade takes the guild away at once (:class:`ReleaseGuild`,
@@ -26,7 +28,7 @@ runs) is charged to its bucket.
 Timers (the ``task`` library) belong to the guild's VM; the loop only wakes them. It keeps a heap
 of (due time, guild) on its ``clock``, waits on its inbox no longer than until the earliest, and
 files a due guild's run of timers in that guild's own queue, so that timer work keeps the guild's
-order, takes its round-robin turn and is charged to its bucket like an event. A run whose guild's
+order, takes its place in the round-robin and is charged to its bucket like an event. A run whose guild's
 bucket is empty drops the due timers, each with an error in the result (for the same reason events
 are dropped, not deferred). A run leaves as a :class:`TimerResult`; a change in a guild's number of
 pending timers as a :class:`TimersPending`, which keeps the facade from closing the VM as idle.
@@ -214,7 +216,8 @@ class _GuildSlot:
     def note_cost(self, cpu_seconds: float) -> None:
         """Its event or run of timers took ``cpu_seconds``. The guild is light unless its last two
         took LIGHT_REQUEST_SECONDS or more each: one slow event (a garbage collection, a cold cache)
-        does not make a guild heavy, and a guild that is heavy shows it on every event."""
+        does not make a light guild heavy, and a heavy guild shows it on every event. A new guild is
+        not light until one of its events was quick."""
         self.light = cpu_seconds < LIGHT_REQUEST_SECONDS or self.last_cost < LIGHT_REQUEST_SECONDS
         self.last_cost = cpu_seconds
 
@@ -368,15 +371,16 @@ class WorkerLoop:
         """Serve queued requests round-robin, one per guild per round, for up to one slice, then
         send the records.
 
-        With a :class:`Turn`, the light guilds' events and timers are served holding it, and the
-        others without it: the turn is taken and left as the kind of request changes, and left at
-        the end of the slice whatever happens. The records leave before the turn does, so that the
-        next holder knows the event loop has them to take in (see ``InterpreterTurn.enter``).
+        With a :class:`Turn`, the slice asks for it once, when it meets the first light guild's
+        event or timers, and serves holding it until it meets a request that is not light; what
+        follows is served without it. The turn is left at the end of the slice whatever happens,
+        after the records leave, so that the next holder knows the event loop has them to take in
+        (see ``InterpreterTurn.enter``).
         """
         ready, slots, handlers, records = self._ready, self._slots, self._handlers, self._records
         watchdog, budget, turn = self._watchdog, self._event_budget, self._turn
         deadline = time.perf_counter() + SLICE_SECONDS
-        in_turn = False
+        in_turn = asked = False
         self._cpu_mark = time.thread_time()
         try:
             for _ in range(SLICE_REQUESTS):
@@ -387,14 +391,17 @@ class WorkerLoop:
                     if in_turn and not light:
                         turn.leave()
                         in_turn = False
-                    elif light and not in_turn:
+                    elif light and not asked:
+                        asked = True
+                        self._flush()  # what is finished need not wait for the turn
                         in_turn = turn.enter()
-                        # The slice's time is for serving: waiting for the turn does not count, and
-                        # what arrived meanwhile is served in this turn rather than wait for another.
-                        deadline = time.perf_counter() + SLICE_SECONDS
-                        self._take(0)
-                        if not ready:
-                            break  # a guild released meanwhile was all there was
+                        if in_turn:
+                            # The slice's time is for serving: waiting for the turn does not count,
+                            # and what arrived meanwhile is served in this turn, not the next one.
+                            deadline = time.perf_counter() + SLICE_SECONDS
+                            self._take(0)
+                            self._cpu_mark = time.thread_time()  # taking requests is nobody's work
+                            continue  # the front of the round may have changed: look again
                 slot = ready.popleft()
                 action = slot.queue.pop(0)
                 if watchdog is not None:
@@ -444,7 +451,7 @@ class WorkerLoop:
             )
         vm = slot.vm if slot.vm is not None else self._build_on_demand(slot)
         if self._watchdog is not None:
-            self._arm_for_rebuild(slot, vm)
+            self._arm_for_rebuild(self._watchdog, slot, vm)
         try:
             result = vm.dispatch(action.event, action.payload)
         except ValueError as exc:
@@ -457,11 +464,11 @@ class WorkerLoop:
             self._note_rebuild(slot, vm)
         self._records.append(Reply(action.request_id, result, None, cpu))
 
-    def _arm_for_rebuild(self, slot: _GuildSlot, vm: GuildVM) -> None:
+    def _arm_for_rebuild(self, watchdog: Watchdog, slot: _GuildSlot, vm: GuildVM) -> None:
         """A VM that stopped being trustworthy rebuilds itself from its scripts before it runs
         anything: give the watchdog the budget of a build, not of one event."""
-        if not vm.trusted and self._watchdog is not None:
-            self._watchdog.arm(self._build_budget(len(vm.scripts)), slot.guild_id)
+        if not vm.trusted:
+            watchdog.arm(self._build_budget(len(vm.scripts)), slot.guild_id)
 
     def _build_budget(self, scripts: int) -> float:
         """The CPU budget of building a VM of ``scripts`` scripts: each script's top level runs under
@@ -472,18 +479,20 @@ class WorkerLoop:
         slot.timers_queued = False
         vm = slot.vm
         if vm is None:
+            self._charge(slot)
             return  # the VM was closed after the run was filed: its timers went with it
         if not self._refill(slot):
             message = (
                 f"timer dropped: this server's scripts used their CPU budget ({self._budget:g} s of "
                 "CPU per window)"
             )
-            self._records.append(TimerResult(slot.guild_id, vm.drop_due_timers(message), 0.0))
+            dropped = vm.drop_due_timers(message)
+            self._records.append(TimerResult(slot.guild_id, dropped, self._charge(slot)))
             return
         if self._watchdog is not None:
             # A run starts resumptions until it has used one event budget; the last may use another.
             self._watchdog.arm(2 * self._event_budget, slot.guild_id)
-            self._arm_for_rebuild(slot, vm)
+            self._arm_for_rebuild(self._watchdog, slot, vm)
         try:
             result = vm.run_timers()
         except Exception as exc:
@@ -502,6 +511,7 @@ class WorkerLoop:
 
     def _reset(self, slot: _GuildSlot, action: ResetGuild) -> None:
         slot.replace_vm(None)
+        self._charge(slot)  # freeing a big VM takes time too
         if action.request_id != NO_REPLY:
             self._records.append(Reply(action.request_id))
 
@@ -569,9 +579,11 @@ class WorkerLoop:
         """Take the CPU this thread used since the last charge from the guild's bucket; return it.
 
         The loop charges after each piece of guild work (a build, an event, a run of timers, a dry
-        run) and marks the clock at the start of each slice and after a failed request: one read of
-        the CPU clock per request, where a read before and after would take two (each read is a
-        system call of about half a microsecond, on the path of every event).
+        run, closing a VM) and marks the clock at the start of each slice, after taking requests
+        mid-slice and after a failed request: one read of the CPU clock per request, where a read
+        before and after would take two (each read is a system call of about half a microsecond, on
+        the path of every event). The loop's own bookkeeping between two requests, a microsecond or
+        two, is charged with the next one.
         """
         now = time.thread_time()
         cpu = now - self._cpu_mark
@@ -634,11 +646,11 @@ class WorkerLoop:
         return WorkerReport(self.worker_id, memory, queued)
 
 
-def _wait_to_start(inbox: Inbox, delay: float) -> list[VmAction]:
-    """Wait ``delay`` seconds, keeping what arrives, unless a :class:`Shutdown` arrives first."""
+def _wait_to_start(inbox: Inbox, start_at: float) -> list[VmAction]:
+    """Wait until ``start_at`` (``time.monotonic``), keeping what arrives, unless a
+    :class:`Shutdown` arrives first."""
     received: list[VmAction] = []
-    deadline = time.monotonic() + delay
-    while (left := deadline - time.monotonic()) > 0:
+    while (left := start_at - time.monotonic()) > 0:
         arrived = inbox.take(timeout=left)
         received.extend(arrived)
         if any(type(action) is Shutdown for action in arrived):
@@ -655,7 +667,7 @@ def serve(
     clock: Callable[[], float] = time.monotonic,
     watchdog: Watchdog | None = None,
     turn: Turn | None = None,
-    start_delay: float = 0.0,
+    start_at: float = 0.0,
 ) -> None:
     """Run one worker from setup to exit, and tell the facade how it ended.
 
@@ -663,13 +675,13 @@ def serve(
     and says what escaped the loop otherwise. Replies finished before a crash are sent first, so
     only the requests the worker had not finished fail.
 
-    ``start_delay``: seconds to wait before setting up, for a replacement of workers that died
-    young (the strategy's restart back-off). Requests that arrive meanwhile wait for the loop; a
-    :class:`Shutdown` ends the wait at once.
+    ``start_at``: when to set up (on ``time.monotonic``, which worker processes share with the
+    bot), for a replacement of workers that died young (the strategy's restart back-off). Requests
+    that arrive before then wait for the loop; a :class:`Shutdown` ends the wait at once.
     """
     loop: WorkerLoop | None = None
     try:
-        received = _wait_to_start(inbox, start_delay) if start_delay > 0 else []
+        received = _wait_to_start(inbox, start_at)
         loop = WorkerLoop(worker_id, inbox, outbox, scripts(), settings, clock, watchdog, turn)
         loop.run(received)
     except Exception as exc:

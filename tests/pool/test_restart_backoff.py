@@ -15,12 +15,27 @@ from lua_runtime.pool.threadpool import RestartBackoff
 from tests.pool.conftest import LIMITS, counter, message, printed
 
 
-def test_young_deaths_in_a_row_triple_the_wait_up_to_the_cap_and_a_long_life_resets_it() -> None:
+def test_young_deaths_in_a_row_triple_the_wait_up_to_the_cap() -> None:
     backoff = RestartBackoff(first_seconds=1.0, max_seconds=10.0)
-    young = [backoff.delay_after(0.2) for _ in range(5)]
-    assert young == [1.0, 3.0, 9.0, 10.0, 10.0]
-    assert backoff.delay_after(RestartBackoff.STABLE_SECONDS) == 0.0  # it lived: replaced at once
-    assert backoff.delay_after(0.2) == 1.0  # and the count starts afresh
+    now, waits = 100.0, []
+    for _ in range(5):
+        waits.append(backoff.delay_after(0.2, now))
+        now += waits[-1] + 0.2  # each replacement dies 0.2 s after it starts
+    assert waits == [1.0, 3.0, 9.0, 10.0, 10.0]
+
+
+def test_a_worker_that_lived_is_replaced_at_once_and_the_count_starts_afresh() -> None:
+    backoff = RestartBackoff(first_seconds=1.0, max_seconds=10.0)
+    assert [backoff.delay_after(0.2, 100.0), backoff.delay_after(0.2, 101.2)] == [1.0, 3.0]
+    assert backoff.delay_after(RestartBackoff.STABLE_SECONDS, 200.0) == 0.0  # it lived
+    assert backoff.delay_after(0.2, 201.0) == 1.0
+
+
+def test_a_young_death_long_after_the_last_one_waits_the_first_delay_again() -> None:
+    backoff = RestartBackoff(first_seconds=1.0, max_seconds=10.0)
+    assert [backoff.delay_after(0.2, 100.0), backoff.delay_after(0.2, 101.2)] == [1.0, 3.0]
+    # The replacement started at 104.2 and served for weeks; another worker then dies young.
+    assert backoff.delay_after(0.2, 1_000_000.0) == 1.0
 
 
 class BrokenThenMended:
@@ -43,8 +58,10 @@ class BrokenThenMended:
 
 
 async def test_a_worker_that_dies_at_every_start_is_retried_after_growing_waits_not_in_a_loop(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # However slow the machine, the first worker's death counts as young.
+    monkeypatch.setattr(RestartBackoff, "STABLE_SECONDS", 600.0)
     factory = BrokenThenMended(InMemoryScripts({1: [counter()]}), failures=3)
     config = PoolConfig(workers=1, restart_backoff_seconds=0.05, restart_backoff_max_seconds=0.2)
     caplog.set_level(logging.INFO, logger="lua_runtime.pool")
@@ -83,3 +100,15 @@ async def test_closing_the_pool_does_not_wait_out_a_replacements_back_off() -> N
     await asyncio.wait_for(pool.close(), 10)
     # The shutdown ended the wait: the replacement started, served what it held, and stopped.
     assert printed(await waiting) == ["b:1"]
+
+
+async def test_stats_do_not_wait_for_a_replacement_still_waiting_to_start() -> None:
+    scripts = InMemoryScripts({1: [counter()], 2: [counter()]})
+    config = PoolConfig(workers=2, restart_backoff_seconds=60.0, restart_backoff_max_seconds=60.0)
+    async with VmPool(scripts, LIMITS, config) as pool:
+        await asyncio.gather(*(pool.dispatch(g, "message", message("a")) for g in (1, 2)))
+        await pool.inject_fault(1)  # a young death: its replacement waits a minute
+        stats = await asyncio.wait_for(pool.stats(), 10)
+        assert sorted(worker.resident_vms for worker in stats.workers) == [0, 1]
+        # Guild 1 goes to the worker that runs, not to the one waiting.
+        assert printed(await asyncio.wait_for(pool.dispatch(1, "message", message("b")), 10)) == ["b:1"]

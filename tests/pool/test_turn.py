@@ -169,27 +169,35 @@ def test_a_worker_that_crashes_holding_the_turn_leaves_it(monkeypatch) -> None:
     monkeypatch.setattr(worker_module, "LIGHT_REQUEST_SECONDS", 0.005)
     log: list[str] = ["start"]
     scripts = InMemoryScripts({1: [counter()], 3: [counter()]})
+    watchdog = GuildLog(log)
     batches = [
-        [DispatchEvent(1, 1, "message", message("a"))],
-        # Guild 1 is light now: the loop enters the turn for it, then fails on guild 3's request.
-        [DispatchEvent(2, 1, "message", message("b")), DispatchEvent(3, 3, "message", message("c"))],
+        [DispatchEvent(1, 1, "message", message("a")), DispatchEvent(2, 3, "message", message("b"))],
+        # Both guilds are light now: the loop holds the turn for guild 1's event and guild 3's,
+        # and fails as guild 3's starts.
+        [DispatchEvent(3, 1, "message", message("c")), DispatchEvent(4, 3, "message", message("d"))],
     ]
+
+    class FailingSecondBatch(PickledInbox):
+        def take(self, timeout: float | None) -> list:
+            if timeout != 0 and len(self._batches) == 1:
+                watchdog.fail_on = 3
+            return super().take(timeout)
+
     outbox = PickledOutbox()
-    turn = RecordingTurn(log)
     serve(
         1,
-        PickledInbox(batches),
+        FailingSecondBatch(batches),
         outbox,
         SharedProvider(scripts),
         SETTINGS,
-        watchdog=GuildLog(log, 3),
-        turn=turn,
+        watchdog=watchdog,
+        turn=RecordingTurn(log),
     )
-    assert log[1:] == ["g1", "enter", "g1", "leave"]
+    assert log[1:] == ["g1", "g3", "enter", "g1", "leave"]  # left although the loop failed holding it
     assert outbox.records[-1] == WorkerExit(1, "RuntimeError: the loop itself failed")
 
 
-async def test_two_workers_sharing_the_turn_answer_every_guild_in_order() -> None:
+async def test_a_thread_pool_whose_workers_take_turns_answers_every_guild_in_order() -> None:
     guilds = range(1, 21)
     scripts = InMemoryScripts({guild: [counter()] for guild in guilds})
     async with VmPool(scripts, LIMITS, PoolConfig(workers=2)) as pool:
@@ -253,3 +261,29 @@ def test_what_arrives_while_the_worker_waits_for_the_turn_is_served_in_that_turn
     )
     assert log[1:] == ["g1", "g2", "enter", "g1", "g2", "leave"]
     assert printed(_replies(outbox)[4].value) == ["arrived:2"]
+
+
+def test_a_slice_asks_for_the_turn_once(monkeypatch) -> None:
+    monkeypatch.setattr(worker_module, "LIGHT_REQUEST_SECONDS", 0.005)
+    log: list[str] = ["start"]
+    scripts = InMemoryScripts({guild: [counter()] for guild in (1, 2, 3)})
+    batches = [
+        [DispatchEvent(guild, guild, "message", message("a")) for guild in (1, 2, 3)],
+        [DispatchEvent(10 + guild, guild, "message", message("b")) for guild in (1, 2, 3)],
+        [Shutdown(0, 5.0)],
+    ]
+    outbox = PickledOutbox()
+    # A turn that is never granted (its holder is stuck): the slice goes on without it, and does
+    # not wait for it again before each of its light requests.
+    refused = RecordingTurn(log, grant=False)
+    serve(
+        1,
+        PickledInbox(batches),
+        outbox,
+        SharedProvider(scripts),
+        SETTINGS,
+        watchdog=GuildLog(log),
+        turn=refused,
+    )
+    assert log[1:] == ["g1", "g2", "g3", "enter", "g1", "g2", "g3"]
+    assert [printed(_replies(outbox)[10 + guild].value) for guild in (1, 2, 3)] == [["b:2"]] * 3
