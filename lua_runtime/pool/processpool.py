@@ -123,6 +123,8 @@ class _SharedDeadline:
         self._cell = cell
         self._guild = guild
         self._deadline = deadline
+        #: While paused: the seconds the armed work had left, or None when nothing was armed.
+        self._left: float | None = None
 
     def arm(self, cpu_budget_seconds: float, guild_id: int) -> None:
         seconds = self._deadline.seconds(cpu_budget_seconds)
@@ -132,6 +134,16 @@ class _SharedDeadline:
 
     def disarm(self) -> None:
         self._cell[0] = 0.0
+
+    def pause(self) -> None:
+        armed_until = self._cell[0]
+        self._left = armed_until - time.monotonic() if armed_until else None
+        self._cell[0] = 0.0
+
+    def resume(self) -> None:
+        if self._left is not None:
+            self._cell[0] = time.monotonic() + self._left
+            self._left = None
 
 
 class _PipeInbox:

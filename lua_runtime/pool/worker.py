@@ -42,13 +42,14 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from lua_runtime.dry_run import MAX_CPU_BUDGETS, dry_run
 from lua_runtime.guild_vm import GuildVM
-from lua_runtime.kv_store import DryRunKV
+from lua_runtime.kv_store import DryRunKV, KeyValueStore
 from lua_runtime.limits import SandboxLimits
 from lua_runtime.pool.messages import (
     NO_REPLY,
@@ -134,6 +135,53 @@ class Watchdog(Protocol):
     def disarm(self) -> None:
         """No guest work is running."""
         ...
+
+    def pause(self) -> None:
+        """The guest work waits on I/O, not on code (a ``@warden/kv`` call waiting for SQLite's
+        lock): the wall clock stops counting until :meth:`resume`. The sandbox still counts the
+        work's CPU, and SQLite's busy timeout bounds the wait."""
+        ...
+
+    def resume(self) -> None: ...
+
+
+class _KVOffTheClock:
+    """A worker's KV store as its guild VMs see it when a :class:`Watchdog` watches the worker:
+    each call pauses the watchdog, so that a write waiting for another process's lock on the
+    database (up to SQLite's busy timeout, longer than the watchdog's deadline) does not get the
+    worker killed as if its guest code had stalled."""
+
+    def __init__(self, store: KeyValueStore, watchdog: Watchdog) -> None:
+        self._store = store
+        self._watchdog = watchdog
+
+    @contextmanager
+    def _off_the_clock(self) -> Iterator[None]:
+        self._watchdog.pause()
+        try:
+            yield
+        finally:
+            self._watchdog.resume()
+
+    def get(self, guild_id: int, key: str) -> Any | None:
+        with self._off_the_clock():
+            return self._store.get(guild_id, key)
+
+    def set(self, guild_id: int, key: str, value: Any, ttl_seconds: float | None = None) -> None:
+        with self._off_the_clock():
+            self._store.set(guild_id, key, value, ttl_seconds)
+
+    def delete(self, guild_id: int, key: str) -> bool:
+        with self._off_the_clock():
+            return self._store.delete(guild_id, key)
+
+    def incr(self, guild_id: int, key: str, by: int | float = 1) -> int | float:
+        with self._off_the_clock():
+            return self._store.incr(guild_id, key, by)
+
+    def keys(self, guild_id: int, prefix: str = "", limit: int = 100) -> list[str]:
+        with self._off_the_clock():
+            return self._store.keys(guild_id, prefix, limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,6 +316,11 @@ class WorkerLoop:
         self._clock = clock
         self._watchdog = watchdog
         self._turn = turn
+        kv_store = scripts.kv_store
+        #: The store the guild VMs get: the provider's, off the watchdog's clock when there is one.
+        self._vm_kv: KeyValueStore | None = (
+            _KVOffTheClock(kv_store, watchdog) if kv_store is not None and watchdog is not None else kv_store
+        )
         #: This thread's CPU time when guild work was last charged (see _charge).
         self._cpu_mark = 0.0
         self._event_budget = settings.limits.cpu_ms_per_event / 1000
@@ -612,7 +665,7 @@ class WorkerLoop:
         if self._watchdog is not None:
             self._watchdog.arm(self._build_budget(len(scripts)), guild_id)
         try:
-            vm = GuildVM(guild_id, scripts, self._limits, self._scripts.kv_store, self._clock)
+            vm = GuildVM(guild_id, scripts, self._limits, self._vm_kv, self._clock)
         except Exception as exc:
             raise self._vm_failed(slot, exc, "building its VM") from None
         return vm, _load_report(vm, self._charge(slot))

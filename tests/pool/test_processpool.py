@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import multiprocessing
+import sqlite3
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -305,3 +306,40 @@ async def test_the_provider_must_pickle_and_the_deadline_must_be_positive() -> N
         _config(worker_deadline_seconds=0)
     assert WorkerDeadline(2.0, 10.0).seconds(0.1) == 2.0
     assert WorkerDeadline(2.0, 10.0).seconds(0.5) == 5.0
+
+
+async def test_a_kv_write_waiting_for_the_database_lock_is_not_a_stall(tmp_path: Path) -> None:
+    """SQLite's busy timeout (10 s) is longer than the supervisor's deadline: a write that waits for
+    another connection's lock must not get its worker killed as if its script had stalled."""
+    path = tmp_path / "warden.db"
+    storage = await Storage.open(path, LIMITS)
+    script = (
+        'local kv = require("@warden/kv") return { message = function(msg) kv.set("k", msg.content) end }'
+    )
+    await storage.save_script(300, "writer", script, 1, ["message"])
+    await storage.close()
+    config = _config(worker_deadline_seconds=0.3, worker_deadline_factor=1.0)
+    async with VmPool(functools.partial(StoredScripts, path, LIMITS), LIMITS, config) as pool:
+        await pool.dispatch(300, "message", message("first"))  # the VM is built, its deadline 0.3 s
+        locked, release = threading.Event(), threading.Event()
+
+        def hold_the_write_lock() -> None:
+            holder = sqlite3.connect(path, isolation_level=None)
+            holder.execute("BEGIN IMMEDIATE")
+            locked.set()
+            release.wait(10)
+            holder.execute("COMMIT")
+            holder.close()
+
+        holder = threading.Thread(target=hold_the_write_lock)
+        holder.start()
+        assert await asyncio.to_thread(locked.wait, 10)
+        writing = pool.submit(300, "message", message("second"))
+        await asyncio.sleep(1.0)  # the write waits on the lock, more than three deadlines long
+        release.set()
+        result = await asyncio.wait_for(writing, 10)
+        holder.join(10)
+        assert result.errors == []
+        assert (await pool.stats()).worker_crashes == 0
+    kv = KVStore(path, LIMITS)
+    assert kv.get(300, "k") == "second"
