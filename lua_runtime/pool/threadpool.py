@@ -179,10 +179,11 @@ class RestartBackoff:
     def delay_after(self, lived_seconds: float, now: float) -> float:
         """The wait before replacing a worker that died ``lived_seconds`` after it started, at
         ``now`` (``time.monotonic``)."""
-        if lived_seconds >= self.STABLE_SECONDS or now >= self._settled_at:
-            self._young_deaths = 0
         if lived_seconds >= self.STABLE_SECONDS:
+            self._young_deaths = 0
             return 0.0
+        if now >= self._settled_at:
+            self._young_deaths = 0  # the last young death's replacement lived: this one is a first
         self._young_deaths += 1
         delay = min(self.max_seconds, self.first_seconds * self.FACTOR ** (self._young_deaths - 1))
         self._settled_at = now + delay + self.STABLE_SECONDS
