@@ -20,6 +20,7 @@ from dotenv import load_dotenv
 
 from lua_runtime.limits import SandboxLimits
 from lua_runtime.pool.config import STRATEGIES, PoolConfig
+from lua_runtime.translation_process import DEFAULT_MEMORY_BYTES
 
 # Three base64url parts: the bot's user id, a timestamp, an HMAC. Catches pasted client secrets,
 # quotes and stray spaces, which otherwise fail later as a confusing 401 at login.
@@ -136,6 +137,12 @@ SETTINGS: tuple[SettingSpec, ...] = (
         _positive_number("times"),
         "processpool: wall time allowed per second of CPU budget",
     ),
+    SettingSpec(
+        "VM_WORKER_MEMORY",
+        "vm_worker_memory",
+        _parse_size,
+        "Address space of a worker process (or of the translation process of the thread strategies)",
+    ),
     SettingSpec("VM_MAX_MEMORY", "max_memory", _parse_size, "Heap ceiling of one guild VM", limit=True),
     SettingSpec(
         "VM_CPU_MS_PER_EVENT", "cpu_ms_per_event", _positive_int("ms"), "CPU time per event, ms", limit=True
@@ -184,13 +191,14 @@ class Settings:
     log_level: str = "INFO"
     dev_guild_id: int | None = None
     discord_api_base: str | None = None
-    vm_strategy: str = "threadpool"
+    vm_strategy: str = "processpool"
     vm_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     vm_idle_seconds: int = 900
     vm_max_resident: int = 10_000
     vm_guild_queue: int = 100
     vm_deadline_seconds: float = 2.0
     vm_deadline_factor: float = 10.0
+    vm_worker_memory: int = DEFAULT_MEMORY_BYTES
     limits: SandboxLimits = field(default_factory=SandboxLimits)
 
     @property
@@ -228,6 +236,7 @@ class Settings:
             guild_queue_size=self.vm_guild_queue,
             worker_deadline_seconds=self.vm_deadline_seconds,
             worker_deadline_factor=self.vm_deadline_factor,
+            worker_memory_bytes=self.vm_worker_memory,
         )
 
     def require_token(self) -> str:

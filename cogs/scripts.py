@@ -15,7 +15,6 @@ that fails a check is not saved, so the version already running keeps running.
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import logging
 import re
@@ -51,9 +50,10 @@ from cogs.script_views import (
     respond,
     text_file,
 )
-from lua_runtime.dry_run import DryRun, load_script
+from lua_runtime.dry_run import DryRun
 from lua_runtime.events import EVENT_NAMES, sample_payload
 from lua_runtime.guild_vm import ScriptSource
+from lua_runtime.pool import WorkerCrashed
 
 if TYPE_CHECKING:
     from bot.bot import WardenBot
@@ -83,6 +83,17 @@ def parse_capabilities(text: str) -> frozenset[str]:
         given = f"Unknown capability {', '.join(f'`{n}`' for n in unknown)}. " if unknown else ""
         raise CommandRefused(f"{given}Capabilities are: {known}. Separate several with commas.")
     return names
+
+
+def _took_worker_down(exc: WorkerCrashed, name: str, source: str, outcome: str) -> Exception:
+    """What to tell the admin when checking or testing ``source`` cost its worker: the supervisor
+    killed it past its deadline (a source that stalls the compiler, a call stuck in C), or it died
+    (out of memory). A worker another server took down is not this script's fault: ``exc`` as is."""
+    if not exc.caused_here:
+        return exc
+    size = len(source.encode("utf-8", "surrogatepass"))
+    what = "took too long to compile" if exc.overran else "made its worker fail"
+    return CommandRefused(f"**{name}** {outcome}: this script {what} ({size} bytes). Simplify or split it.")
 
 
 def dry_run_payload(
@@ -187,9 +198,14 @@ class ScriptCommands(commands.Cog):
             raise ScriptNotFound(name)
         return record
 
-    async def _load(self, name: str, source: str) -> DryRun:
-        """Load ``source`` in a fresh sandbox, top level only (CPU work: off the event loop)."""
-        return await asyncio.to_thread(load_script, ScriptSource(name, source), self.bot.settings.limits)
+    async def _load(self, guild_id: int, name: str, source: str) -> DryRun:
+        """Check ``source`` as an upload: translated, compiled and its top level run in a fresh
+        sandbox, on the guild's VM worker (an upload is guest-controlled work: it never runs in
+        the bot's process). Raises :class:`CommandRefused` when checking it took a worker down."""
+        try:
+            return await self.bot.pool.load_script(guild_id, ScriptSource(name, source))
+        except WorkerCrashed as exc:
+            raise _took_worker_down(exc, name, source, "was not saved") from None
 
     async def _check_and_save(
         self,
@@ -213,7 +229,7 @@ class ScriptCommands(commands.Cog):
             raise CommandRefused(
                 f"**{name}** is {size} bytes; the limit is {limits.max_script_bytes} bytes. Trim or split it."
             )
-        loaded = await self._load(name, source)
+        loaded = await self._load(guild_id, name, source)
         if loaded.error is not None:
             kept = "the version already running keeps running" if replacing else "nothing was saved"
             raise CommandRefused(
@@ -332,7 +348,7 @@ class ScriptCommands(commands.Cog):
                 f"there is no version {version}."
             )
         # Limits may have been lowered since that version was saved: check it like an upload.
-        loaded = await self._load(name, old.source)
+        loaded = await self._load(guild_id, name, old.source)
         if loaded.error is not None:
             raise CommandRefused(
                 f"Version {version} of **{name}** no longer loads, so it was not restored.\n"
@@ -426,7 +442,10 @@ class ScriptCommands(commands.Cog):
         payload = dry_run_payload(event, guild_id, interaction.channel_id, content, author)
         await defer(interaction)
         record = await self._require_script(guild_id, name)
-        run = await self.bot.pool.dry_run(guild_id, ScriptSource(name, record.source), event, payload)
+        try:
+            run = await self.bot.pool.dry_run(guild_id, ScriptSource(name, record.source), event, payload)
+        except WorkerCrashed as exc:
+            raise _took_worker_down(exc, name, record.source, "could not be tested") from None
         await respond(
             interaction,
             describe_dry_run(run, record.source, frozenset(record.capabilities)),

@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lua_runtime.events import sample_payload
-from lua_runtime.guild_vm import GuildVM, ScriptRejected, ScriptSource, translate_script
+from lua_runtime.guild_vm import GuildVM, ScriptRejected, ScriptSource, Translator, translate_script
 from lua_runtime.kv_store import DryRunKV, KeyValueStore
 from lua_runtime.limits import SandboxLimits
+from lua_runtime.luau import translate
 from lua_runtime.results import EventResult, ScriptError
 from lua_runtime.sandbox import Sandbox
 
@@ -77,10 +78,12 @@ class DryRun:
         }
 
 
-def check_script(script: ScriptSource, limits: SandboxLimits) -> ScriptError | None:
+def check_script(
+    script: ScriptSource, limits: SandboxLimits, translator: Translator = translate
+) -> ScriptError | None:
     """Translate and compile ``script`` without running any of it; the first error, or None."""
     try:
-        lua_source = translate_script(script, limits)
+        lua_source = translate_script(script, limits, translator)
     except ScriptRejected as exc:
         return exc.error
     sandbox = Sandbox(limits)
@@ -95,16 +98,23 @@ def _load(
     limits: SandboxLimits,
     kv: KeyValueStore | None,
     clock: VirtualClock | None = None,
+    translator: Translator = translate,
 ) -> GuildVM:
     # Dry runs never write real data: without a store of the caller's, @warden/kv is an empty one.
-    vm = GuildVM(0, [script], limits, kv if kv is not None else DryRunKV(limits), clock or VirtualClock())
+    store = kv if kv is not None else DryRunKV(limits)
+    vm = GuildVM(0, [script], limits, store, clock or VirtualClock(), translator)
     run.output.extend(line.text for line in vm.load_output)
     run.error = vm.load_errors[0] if vm.load_errors else None
     run.handled_events = sorted(vm.handled_events)
     return vm
 
 
-def load_script(script: ScriptSource, limits: SandboxLimits, kv: KeyValueStore | None = None) -> DryRun:
+def load_script(
+    script: ScriptSource,
+    limits: SandboxLimits,
+    kv: KeyValueStore | None = None,
+    translator: Translator = translate,
+) -> DryRun:
     """Load ``script`` in a fresh VM, running its top level only: what an upload is validated with.
 
     The result's ``handled_events`` are the events to record for the script; ``error`` is the
@@ -112,7 +122,7 @@ def load_script(script: ScriptSource, limits: SandboxLimits, kv: KeyValueStore |
     """
     run = DryRun(script.name, event="")
     started = time.thread_time()
-    vm = _load(run, script, limits, kv)
+    vm = _load(run, script, limits, kv, translator=translator)
     run.cpu_ms = (time.thread_time() - started) * 1000
     run.memory_bytes = vm.memory_used()
     return run
@@ -124,6 +134,7 @@ def dry_run(
     payload: Mapping[str, Any] | None,
     limits: SandboxLimits,
     kv: KeyValueStore | None = None,
+    translator: Translator = translate,
 ) -> DryRun:
     """Load ``script`` in a fresh VM and feed it ``event`` (a sample payload when ``payload`` is None).
 
@@ -135,7 +146,7 @@ def dry_run(
     run = DryRun(script.name, event)
     started = time.thread_time()
     clock = VirtualClock()
-    vm = _load(run, script, limits, kv, clock)
+    vm = _load(run, script, limits, kv, clock, translator)
     if run.error is None:
         _take(run, vm.dispatch(event, payload), None)
         _follow_timers(run, vm, clock)

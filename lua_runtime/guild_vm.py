@@ -28,6 +28,7 @@ from lua_runtime.limits import MIN_TASK_WAIT_SECONDS, SandboxLimits
 from lua_runtime.luau import LuauSyntaxError, translate
 from lua_runtime.results import MAX_ERROR_CHARS, EventResult, OutputLine, ScriptError
 from lua_runtime.sandbox import GuildKV, Sandbox, memory_limit_message
+from lua_runtime.translation_process import TranslationAborted
 
 log = logging.getLogger(__name__)
 
@@ -75,16 +76,24 @@ class ScriptRejected(Exception):
         self.error = error
 
 
-def translate_script(script: ScriptSource, limits: SandboxLimits) -> str:
+#: Luau source in, Lua 5.4 source out; raises :class:`LuauSyntaxError`, or
+#: :class:`TranslationAborted` when the translation was stopped (the bot's thread strategies
+#: translate in a child process under a deadline: ``translation_process.py``).
+Translator = Callable[[str], str]
+
+
+def translate_script(script: ScriptSource, limits: SandboxLimits, translator: Translator = translate) -> str:
     """The Lua 5.4 source of ``script``, after the size check and the Luau translation."""
-    size = len(script.source.encode())
+    size = len(script.source.encode("utf-8", "surrogatepass"))
     if size > limits.max_script_bytes:
         message = f"the script is {size} bytes; the limit is {limits.max_script_bytes}"
         raise ScriptRejected(ScriptError(script.name, "limit", message))
     try:
-        return translate(script.source)
+        return translator(script.source)
     except LuauSyntaxError as exc:
         raise ScriptRejected(ScriptError(script.name, "syntax", _clip(exc.message), exc.line)) from None
+    except TranslationAborted as exc:
+        raise ScriptRejected(ScriptError(script.name, "limit", _clip(str(exc)))) from None
 
 
 def check_plain(value: Any, depth: int = 0) -> None:
@@ -138,6 +147,7 @@ class GuildVM:
         "_kernel_run_timers",
         "_kv",
         "_sandbox",
+        "_translator",
         "guild_id",
         "handled_events",
         "limits",
@@ -167,10 +177,13 @@ class GuildVM:
         limits: SandboxLimits,
         kv_store: KeyValueStore | None = None,
         clock: Callable[[], float] = time.monotonic,
+        translator: Translator = translate,
     ) -> None:
         """``kv_store`` backs ``@warden/kv``; without one, requiring it is a clear error. ``clock``
-        (seconds) is the time timers are due on: the worker loop's, or a dry run's virtual one."""
+        (seconds) is the time timers are due on: the worker loop's, or a dry run's virtual one.
+        ``translator`` turns each script's Luau into Lua (in-process by default)."""
         self.guild_id = guild_id
+        self._translator = translator
         self.limits = limits
         self._clock = clock
         self._kv = GuildKV(kv_store, guild_id) if kv_store is not None else None
@@ -216,7 +229,7 @@ class GuildVM:
 
     def _load_one(self, build: Any, script: ScriptSource) -> list[str]:
         try:
-            lua_source = translate_script(script, self.limits)
+            lua_source = translate_script(script, self.limits, self._translator)
         except ScriptRejected as exc:
             self.load_errors.append(exc.error)
             return []

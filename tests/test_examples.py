@@ -143,7 +143,7 @@ async def running(tmp_path: Path, name: str, source: str | None = None) -> Async
         async with VmPool(
             scripts,
             LIMITS,
-            PoolConfig(workers=1),
+            PoolConfig(strategy="threadpool", workers=1),
             on_timer_result=lambda guild_id, result: timer_results.put_nowait(result),
             clock=clock,
         ) as pool:

@@ -197,7 +197,7 @@ async def test_a_worker_process_killed_mid_event_is_reported_and_the_guild_recov
     async with open_harness(tmp_path, limits=SandboxLimits(cpu_ms_per_event=30_000), pool_config=config) as h:
         await h.run("config", options={"error_channel": h.error_channel})
         await h.upload_script("slow", SLOW_ON_HELLO)
-        [worker] = multiprocessing.active_children()
+        [worker] = [p for p in multiprocessing.active_children() if p.name.startswith("warden-vm-")]
         await h.send_message("hello")
         async with asyncio.timeout(10):
             # The script's first write says its event is running in the worker (nothing to await).

@@ -17,7 +17,7 @@ TOKEN = "MTEwMDAwMDAwMDAwMDAwMDA0.GhIjKl.abcdefghijklmnopqrstuvwxyz0123456789AB"
 def test_defaults_need_no_environment():
     settings = Settings.from_env({})
     assert settings.database_path == Path("data/warden.db")
-    assert settings.vm_strategy == "threadpool"
+    assert settings.vm_strategy == "processpool"
     assert settings.limits == SandboxLimits()
     assert settings.discord_token is None
 

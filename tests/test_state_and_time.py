@@ -249,7 +249,11 @@ async def joins_pool(tmp_path: Path, clock: Clock) -> AsyncIterator[tuple[VmPool
     with KVStore(database, limits, clock=clock) as kv:
         scripts = InMemoryScripts({1: [ScriptSource("joins", JOINS_PER_MINUTE)]}, kv_store=kv)
         async with VmPool(
-            scripts, limits, PoolConfig(workers=1), on_timer_result=results, clock=clock
+            scripts,
+            limits,
+            PoolConfig(strategy="threadpool", workers=1),
+            on_timer_result=results,
+            clock=clock,
         ) as pool:
             yield pool, results
 
@@ -290,7 +294,7 @@ async def reminder_pool(clock: Clock) -> AsyncIterator[tuple[VmPool, TimerResult
     scripts = InMemoryScripts(
         {1: [ScriptSource("reminder", REMINDER)], 2: [ScriptSource("reminder", REMINDER)]}
     )
-    config = PoolConfig(workers=1, idle_seconds=60, max_resident_vms=1)
+    config = PoolConfig(strategy="threadpool", workers=1, idle_seconds=60, max_resident_vms=1)
     async with VmPool(scripts, SandboxLimits(), config, on_timer_result=results, clock=clock) as pool:
         yield pool, results
 

@@ -14,7 +14,6 @@ are cached here, keyed on the source.
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 from lua_runtime.luau.erasure import erase_types
@@ -23,7 +22,16 @@ from lua_runtime.luau.lexer import tokenize
 from lua_runtime.luau.parser import parse
 from lua_runtime.luau.translator import translate_tree
 
-__all__ = ["LIBRARY_PREFIX", "STDLIB_PATH", "LuauSyntaxError", "group_source", "library_chunk", "translate"]
+__all__ = [
+    "LIBRARY_PREFIX",
+    "STDLIB_PATH",
+    "LuauSyntaxError",
+    "cached_translation",
+    "group_source",
+    "library_chunk",
+    "remember_translation",
+    "translate",
+]
 
 #: The Lua 5.4 chunk that adds Luau's standard library to a VM (see its header for the contract).
 STDLIB_PATH: Path = Path(__file__).with_name("stdlib.lua")
@@ -51,8 +59,21 @@ def group_source(name: str) -> bytes:
 #: Distinct sources kept translated: every script of every guild a process serves, with room to spare.
 CACHE_SIZE = 2048
 
+_translations: dict[str, str] = {}
 
-@functools.lru_cache(maxsize=CACHE_SIZE)
+
+def cached_translation(source: str) -> str | None:
+    """The cached translation of ``source``, or None: never translates."""
+    return _translations.get(source)
+
+
+def remember_translation(source: str, lua: str) -> None:
+    """Cache ``lua`` as the translation of ``source``, made elsewhere (a translation process)."""
+    if len(_translations) >= CACHE_SIZE:
+        _translations.pop(next(iter(_translations)))
+    _translations[source] = lua
+
+
 def translate(source: str) -> str:
     """Luau ``source`` as Lua 5.4 source: same number of lines, every statement on its own line.
 
@@ -60,7 +81,12 @@ def translate(source: str) -> str:
     that uses Lua 5.4 syntax Luau does not have (``goto``, ``<close>``, bitwise operators).
     Translations are cached, so the same source is parsed once.
     """
+    cached = _translations.get(source)
+    if cached is not None:
+        return cached
     tokens = tokenize(source)
     text = erase_types(source, tokens)
     tree = parse(text, tokens)
-    return translate_tree(text, tree)
+    lua = translate_tree(text, tree)
+    remember_translation(source, lua)
+    return lua

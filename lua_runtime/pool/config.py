@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from lua_runtime.limits import SandboxLimits
 from lua_runtime.pool.processpool import (
     DEADLINE_FACTOR,
     DEADLINE_FLOOR_SECONDS,
@@ -18,6 +19,7 @@ from lua_runtime.pool.provider import ScriptProviderFactory
 from lua_runtime.pool.strategy import Strategy
 from lua_runtime.pool.threadpool import RestartBackoff, ThreadPerGuildStrategy, ThreadPoolStrategy
 from lua_runtime.pool.worker import WorkerSettings
+from lua_runtime.translation_process import DEFAULT_MEMORY_BYTES
 
 #: The strategies this package implements, all on the same worker loop and messages.
 STRATEGIES = ("threadpool", "thread-per-guild", "processpool")
@@ -37,10 +39,12 @@ class PoolConfig:
     average with bursts of a full second.
     """
 
-    #: ``threadpool`` (guild VMs spread over ``workers`` threads), ``thread-per-guild`` (legacy:
-    #: one thread per guild, started on demand and reaped with the guild's VM) or ``processpool``
-    #: (guild VMs spread over ``workers`` processes, so a crash or a stall in C costs one process).
-    strategy: str = "threadpool"
+    #: ``processpool`` (the default: guild VMs spread over ``workers`` processes, so a crash, a stall
+    #: in C or a hostile upload's translation costs one process, never the bot), ``threadpool``
+    #: (guild VMs spread over ``workers`` threads of the bot's process: faster to start, weaker
+    #: isolation) or ``thread-per-guild`` (legacy: one thread per guild, started on demand and
+    #: reaped with the guild's VM).
+    strategy: str = "processpool"
     #: Worker threads of the ``threadpool`` strategy, worker processes of ``processpool``
     #: (``VM_WORKERS``).
     workers: int = field(default_factory=_cores)
@@ -65,11 +69,24 @@ class PoolConfig:
     #: :class:`~lua_runtime.pool.threadpool.RestartBackoff`). Requests wait for the replacement.
     restart_backoff_seconds: float = RestartBackoff.FIRST_SECONDS
     restart_backoff_max_seconds: float = RestartBackoff.MAX_SECONDS
+    #: Address space of one worker process (``processpool``), or of the child process that
+    #: translates uploads for the thread strategies, in bytes: an rlimit, so that guest-controlled
+    #: work that exhausts memory costs that process, never the machine.
+    worker_memory_bytes: int = DEFAULT_MEMORY_BYTES
+
+    def translation_deadline(self, limits: SandboxLimits) -> float | None:
+        """The wall time a translation may take in the thread strategies' child process (None for
+        ``processpool``, whose workers translate under the supervisor's deadline): the deadline
+        of one event's guest work, as a worker process has."""
+        if self.strategy == "processpool":
+            return None
+        deadline = WorkerDeadline(self.worker_deadline_seconds, self.worker_deadline_factor)
+        return deadline.seconds(limits.cpu_ms_per_event / 1000)
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"unknown VM strategy {self.strategy!r}; available: {', '.join(STRATEGIES)}")
-        for name in ("workers", "max_resident_vms", "guild_queue_size"):
+        for name in ("workers", "max_resident_vms", "guild_queue_size", "worker_memory_bytes"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")

@@ -15,7 +15,24 @@ class PoolError(Exception):
 
 
 class WorkerCrashed(PoolError):
-    """The worker that held the guild's VM died before it answered; the next event gets a fresh VM."""
+    """The worker that held the guild's VM died before it answered; the next event gets a fresh VM.
+
+    ``culprit`` is the guild whose work was running when the worker died, when the pool knows it
+    (a worker process killed past its deadline, or dead while armed for a guild's work);
+    ``overran`` says that it was killed for running past its deadline.
+    """
+
+    def __init__(
+        self, guild_id: int | None, message: str, *, culprit: int | None = None, overran: bool = False
+    ) -> None:
+        super().__init__(guild_id, message)
+        self.culprit = culprit
+        self.overran = overran
+
+    @property
+    def caused_here(self) -> bool:
+        """True when this guild's own work took the worker down."""
+        return self.culprit is not None and self.culprit == self.guild_id
 
 
 class VmFailed(PoolError):

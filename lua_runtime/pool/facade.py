@@ -71,6 +71,7 @@ from lua_runtime.pool.messages import (
     FaultKind,
     InjectFault,
     LoadReport,
+    LoadScript,
     ReleaseGuild,
     ReloadGuild,
     Reply,
@@ -158,7 +159,13 @@ class VmPool:
         timers."""
         self.config = config = config or PoolConfig()
         self.limits = limits = limits or SandboxLimits()
-        settings = WorkerSettings(limits, config.guild_cpu_seconds, config.guild_cpu_window_seconds)
+        settings = WorkerSettings(
+            limits,
+            config.guild_cpu_seconds,
+            config.guild_cpu_window_seconds,
+            translation_deadline_seconds=config.translation_deadline(limits),
+            memory_bytes=config.worker_memory_bytes,
+        )
         factory = provider_factory(scripts)
         self._strategy: Strategy = build_strategy(config, factory, settings, clock)
         #: Called on the event loop with (guild_id, errors, output) when a VM built for an event had
@@ -299,6 +306,19 @@ class VmPool:
         guild = self._guild(guild_id)
         action = DryRunScript(next(self._request_ids), guild_id, script, event, payload)
         run: DryRun = await self._send(guild, action, False)
+        guild.counters.cpu_seconds += run.cpu_ms / 1000
+        return run
+
+    async def load_script(self, guild_id: int, script: ScriptSource) -> DryRun:
+        """Check an upload on the guild's worker: translate ``script``, compile it and run its top
+        level in a fresh sandbox with an empty store (``/script upload``, ``edit``, ``rollback``).
+
+        The returned run's ``error`` is the first problem with the script. A source that stalls or
+        exhausts its worker fails with :class:`WorkerCrashed` whose ``culprit`` is this guild (under
+        ``processpool``: the supervisor killed the worker, which is replaced).
+        """
+        guild = self._guild(guild_id)
+        run: DryRun = await self._send(guild, LoadScript(next(self._request_ids), guild_id, script), False)
         guild.counters.cpu_seconds += run.cpu_ms / 1000
         return run
 
@@ -680,23 +700,32 @@ class VmPool:
             if future.done():
                 continue
             if error is not WorkerCrashed:
-                message = SHUT_DOWN
-            elif culprit is not None and guild_id == culprit:
-                message = (
-                    "this server's script ran past the worker's deadline in a call that could not be "
-                    "interrupted, so its worker was stopped; the next event starts a fresh VM"
-                )
+                future.set_exception(error(guild_id, SHUT_DOWN))
+                continue
+            overran = crash is not None and "deadline" in crash
+            if culprit is not None and guild_id == culprit:
+                if overran:
+                    message = (
+                        "this server's script ran past the worker's deadline in a call that could not "
+                        "be interrupted, so its worker was stopped; the next event starts a fresh VM"
+                    )
+                else:
+                    message = (
+                        f"this server's script took its worker down ({crash}); the worker was replaced "
+                        "and the next event starts a fresh VM"
+                    )
             elif culprit is not None:
+                how = "ran past its deadline" if overran else "took it down"
                 message = (
                     "the worker running this server's scripts was stopped because another server's "
-                    "script ran past its deadline; the next event starts a fresh VM"
+                    f"script {how}; the next event starts a fresh VM"
                 )
             else:
                 message = (
                     f"the worker running this server's scripts crashed ({crash}) before it answered "
                     "this request; the next event starts a fresh VM"
                 )
-            future.set_exception(error(guild_id, message))
+            future.set_exception(WorkerCrashed(guild_id, message, culprit=culprit, overran=overran))
 
     # --- housekeeping --------------------------------------------------------------------------
 

@@ -78,6 +78,21 @@ class DryRunScript:
 
 
 @dataclass(slots=True)
+class LoadScript:
+    """Check an upload: translate ``script``, compile it and run its top level in a fresh sandbox,
+    with an empty store; the reply's value is a ``DryRun`` (its ``handled_events`` and ``error``).
+
+    This is guest-controlled work (the parser, the translator and the top level all run on what an
+    admin uploaded), so it runs on a worker under the watchdog like any event, never in the bot's
+    process: a source that stalls the translator costs a worker, which is replaced, never the bot.
+    """
+
+    request_id: int
+    guild_id: int
+    script: ScriptSource
+
+
+@dataclass(slots=True)
 class ReportStats:
     """Report what the worker holds right now; the reply's value is a :class:`WorkerReport`."""
 
@@ -119,7 +134,7 @@ class InjectFault:
 
 
 #: Requests that belong to one guild and run in that guild's order.
-GuildAction = DispatchEvent | ReloadGuild | ResetGuild | DryRunScript
+GuildAction = DispatchEvent | ReloadGuild | ResetGuild | DryRunScript | LoadScript
 VmAction = GuildAction | ReleaseGuild | ReportStats | Shutdown | InjectFault
 
 

@@ -46,6 +46,7 @@ import multiprocessing.util  # registers its exit handler before ours, so ours r
 import os
 import pickle
 import queue
+import resource
 import signal
 import threading
 import time
@@ -84,6 +85,8 @@ REAP_SECONDS = 5.0
 #: The format of discord.py's ``setup_logging`` (without colours), so worker lines look like the bot's.
 LOG_FORMAT = "[{asctime}] [{levelname:<8}] {name}: {message}"
 LOG_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+#: How a worker process that died of the work it was running reads (see ``_WorkerProcess._reap``).
+_FAULTS_OF_THE_WORK = tuple(f"died: {name} " for name in ("SIGABRT", "SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE"))
 #: The default :class:`WorkerDeadline`: at least 2 s, and at least 10 times the work's CPU budget.
 DEADLINE_FLOOR_SECONDS = 2.0
 DEADLINE_FACTOR = 10.0
@@ -257,6 +260,9 @@ def _worker_main(
     start_at: float,
 ) -> None:
     """The entry point of a worker process: the worker loop between two pipes."""
+    # Guest-controlled work (a hostile source's translation, a runaway native call) that exhausts
+    # memory costs this process, never the machine the bot runs on.
+    resource.setrlimit(resource.RLIMIT_AS, (settings.memory_bytes, settings.memory_bytes))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=log_level, format=LOG_FORMAT, datefmt=LOG_DATE_FORMAT, style="{", force=True)
@@ -431,7 +437,13 @@ class _WorkerProcess:
             pass
         finally:
             conn.close()
+        armed_guild = int(self._guild[0]) if self._cell[0] else 0
         crash = self._reap()
+        if exited is None and self._culprit is None and armed_guild and crash.startswith(_FAULTS_OF_THE_WORK):
+            # It died of its own work (lupa's abort on a full heap, a native library's failed
+            # allocation under the memory rlimit) while running this guild's: name it, as a deadline
+            # kill does. A SIGKILL from outside (the OOM killer, an operator) names nobody.
+            self._culprit = armed_guild
         self._outgoing.put(None)  # stops the sender
         deliver(worker_id, [exited if exited is not None else WorkerExit(worker_id, crash, self._culprit)])
 

@@ -47,10 +47,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from lua_runtime.dry_run import MAX_CPU_BUDGETS, dry_run
-from lua_runtime.guild_vm import GuildVM
+from lua_runtime.dry_run import MAX_CPU_BUDGETS, dry_run, load_script
+from lua_runtime.guild_vm import GuildVM, Translator
 from lua_runtime.kv_store import DryRunKV, KeyValueStore
 from lua_runtime.limits import SandboxLimits
+from lua_runtime.luau import translate
 from lua_runtime.pool.messages import (
     NO_REPLY,
     DispatchEvent,
@@ -59,6 +60,7 @@ from lua_runtime.pool.messages import (
     GuildAction,
     InjectFault,
     LoadReport,
+    LoadScript,
     ReleaseGuild,
     ReloadGuild,
     Reply,
@@ -74,6 +76,7 @@ from lua_runtime.pool.messages import (
     WorkerReport,
 )
 from lua_runtime.pool.provider import ScriptProvider, ScriptProviderFactory
+from lua_runtime.translation_process import DEFAULT_MEMORY_BYTES, shared_translator
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +195,18 @@ class WorkerSettings:
     #: A guild's CPU budget: seconds of CPU per window.
     cpu_seconds: float
     cpu_window_seconds: float
+    #: Worker threads of the bot's process translate Luau in a child process with this deadline
+    #: (``translation_process.py``): a stalled translation must never hold the bot's GIL. None for
+    #: worker processes, which translate themselves under the pool's supervisor.
+    translation_deadline_seconds: float | None = None
+    #: Address space of a translation child, or of a worker process, in bytes (an rlimit).
+    memory_bytes: int = DEFAULT_MEMORY_BYTES
+
+    def translator(self) -> Translator:
+        """How this worker turns Luau into Lua: in a shared child process, or in-process."""
+        if self.translation_deadline_seconds is None:
+            return translate
+        return shared_translator(self.translation_deadline_seconds, self.memory_bytes)
 
 
 class InjectedFault(RuntimeError):
@@ -311,6 +326,7 @@ class WorkerLoop:
         self._outbox = outbox
         self._scripts = scripts
         self._limits = settings.limits
+        self._translate = settings.translator()
         self._budget = settings.cpu_seconds
         self._refill_rate = settings.cpu_seconds / settings.cpu_window_seconds
         self._clock = clock
@@ -337,6 +353,7 @@ class WorkerLoop:
             ReloadGuild: self._reload,  # type: ignore[dict-item]
             ResetGuild: self._reset,  # type: ignore[dict-item]
             DryRunScript: self._dry_run,  # type: ignore[dict-item]
+            LoadScript: self._load_script,  # type: ignore[dict-item]
             _RunTimers: self._run_timers,  # type: ignore[dict-item]
         }
 
@@ -575,7 +592,7 @@ class WorkerLoop:
         try:
             # Reads see the guild's data; writes stay in the run.
             kv = DryRunKV(self._limits, self._scripts.kv_store)
-            run = dry_run(action.script, action.event, action.payload, self._limits, kv)
+            run = dry_run(action.script, action.event, action.payload, self._limits, kv, self._translate)
         except ValueError as exc:
             raise _RequestFailed(Failure("invalid_request", str(exc))) from None
         except Exception as exc:
@@ -583,6 +600,25 @@ class WorkerLoop:
             log.exception("guild %s: a dry run of %s failed", slot.guild_id, action.script.name)
             raise _RequestFailed(
                 Failure("vm_failed", f"the test sandbox failed ({type(exc).__name__})")
+            ) from None
+        self._records.append(Reply(action.request_id, run, None, self._charge(slot)))
+
+    def _load_script(self, slot: _GuildSlot, action: LoadScript) -> None:
+        """Check an upload: translate, compile and run its top level, against an empty store."""
+        if self._watchdog is not None:
+            # Translating it, building its VM and running its top level: a build of one script.
+            self._watchdog.arm(self._build_budget(1), slot.guild_id)
+        try:
+            run = load_script(action.script, self._limits, translator=self._translate)
+        except MemoryError:
+            # The translation of a hostile source in a worker process under its memory rlimit.
+            size = len(action.script.source.encode("utf-8", "surrogatepass"))
+            message = f"this script needs too much memory to compile ({size} bytes); simplify or split it"
+            raise _RequestFailed(Failure("invalid_request", message)) from None
+        except Exception as exc:
+            log.exception("guild %s: checking %s failed", slot.guild_id, action.script.name)
+            raise _RequestFailed(
+                Failure("vm_failed", f"the sandbox that checks scripts failed ({type(exc).__name__})")
             ) from None
         self._records.append(Reply(action.request_id, run, None, self._charge(slot)))
 
@@ -665,7 +701,7 @@ class WorkerLoop:
         if self._watchdog is not None:
             self._watchdog.arm(self._build_budget(len(scripts)), guild_id)
         try:
-            vm = GuildVM(guild_id, scripts, self._limits, self._vm_kv, self._clock)
+            vm = GuildVM(guild_id, scripts, self._limits, self._vm_kv, self._clock, self._translate)
         except Exception as exc:
             raise self._vm_failed(slot, exc, "building its VM") from None
         return vm, _load_report(vm, self._charge(slot))

@@ -17,7 +17,7 @@ SPIN = ScriptSource("spin", SPINNER)
 async def test_a_full_guild_queue_drops_events_counts_them_and_logs_them(clock, caplog) -> None:
     scripts = InMemoryScripts({1: [counter()], 2: [counter()]})
     # idle_seconds sets the housekeeping period (half of it); the fake clock keeps VMs resident.
-    config = PoolConfig(workers=1, guild_queue_size=5, idle_seconds=0.2)
+    config = PoolConfig(strategy="threadpool", workers=1, guild_queue_size=5, idle_seconds=0.2)
     caplog.set_level(logging.WARNING, logger="lua_runtime.pool.facade")
     async with VmPool(scripts, LIMITS, config, clock=clock) as pool:
         accepted, dropped = [], []
@@ -85,7 +85,7 @@ return {
 
 async def test_a_guild_whose_events_hit_the_cpu_limit_moves_to_the_slow_lane_in_order(clock) -> None:
     scripts = InMemoryScripts({1: [COUNTING_SPINNER], 2: [counter()], 3: [counter()]})
-    config = PoolConfig(workers=1, guild_cpu_seconds=60, idle_seconds=60)
+    config = PoolConfig(strategy="threadpool", workers=1, guild_cpu_seconds=60, idle_seconds=60)
     async with VmPool(scripts, LIMITS, config, clock=clock) as pool:
         await asyncio.gather(*(pool.dispatch(g, "message", message("a")) for g in (2, 3)))
         [ordinary] = (await pool.stats()).workers
@@ -126,7 +126,7 @@ async def test_a_guild_whose_events_hit_the_cpu_limit_moves_to_the_slow_lane_in_
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True])
 def test_pool_config_refuses_nonsense(bad) -> None:
     with pytest.raises(ValueError):
-        PoolConfig(workers=bad)
+        PoolConfig(strategy="threadpool", workers=bad)
     with pytest.raises(ValueError, match="unknown VM strategy"):
         PoolConfig(strategy="processes")
     if bad != 1.5:

@@ -63,7 +63,7 @@ async def test_each_guilds_events_run_in_order_under_concurrency(strategy: str) 
 
 async def test_the_threadpool_keeps_a_guild_on_one_worker_for_the_life_of_its_vm() -> None:
     scripts = InMemoryScripts({guild: [counter()] for guild in range(6)})
-    async with VmPool(scripts, LIMITS, PoolConfig(workers=2)) as pool:
+    async with VmPool(scripts, LIMITS, PoolConfig(strategy="threadpool", workers=2)) as pool:
         for _ in range(3):
             await asyncio.gather(*(pool.dispatch(guild, "message", message("x")) for guild in range(6)))
         placed = {g.guild_id: g.worker_id for g in (await pool.stats()).guilds}
@@ -76,7 +76,7 @@ async def test_the_threadpool_keeps_a_guild_on_one_worker_for_the_life_of_its_vm
 
 async def test_unknown_events_and_non_plain_payloads_are_refused() -> None:
     scripts = InMemoryScripts({1: [counter()]})
-    async with VmPool(scripts, LIMITS, PoolConfig(workers=1)) as pool:
+    async with VmPool(scripts, LIMITS, PoolConfig(strategy="threadpool", workers=1)) as pool:
         with pytest.raises(ValueError, match="unknown event"):
             await pool.dispatch(1, "message_bulk_delete", {})
         with pytest.raises(ValueError, match="plain data"):
@@ -95,7 +95,9 @@ async def test_load_errors_of_a_vm_built_for_an_event_reach_the_callback_before_
         seen.append((guild_id, [e.script for e in errors], [line.text for line in output]))
         order.append("callback")
 
-    async with VmPool(scripts, LIMITS, PoolConfig(workers=1), on_load_errors=on_load_errors) as pool:
+    async with VmPool(
+        scripts, LIMITS, PoolConfig(strategy="threadpool", workers=1), on_load_errors=on_load_errors
+    ) as pool:
         result = await pool.dispatch(1, "message", message("x"))
         order.append("result")
         await pool.dispatch(1, "message", message("y"))  # same VM: nothing new to report
@@ -106,7 +108,7 @@ async def test_load_errors_of_a_vm_built_for_an_event_reach_the_callback_before_
 
 async def test_a_dry_run_goes_through_the_guilds_worker_and_leaves_its_vm_alone() -> None:
     scripts = InMemoryScripts({1: [counter()]})
-    async with VmPool(scripts, LIMITS, PoolConfig(workers=1)) as pool:
+    async with VmPool(scripts, LIMITS, PoolConfig(strategy="threadpool", workers=1)) as pool:
         assert printed(await pool.dispatch(1, "message", message("a"))) == ["a:1"]
         run = await pool.dry_run(1, MODERATOR, "message", message("a badword here"))
         default_payload = await pool.dry_run(1, MODERATOR, "message")
@@ -123,7 +125,7 @@ async def test_stats_count_events_errors_time_limits_and_cpu_per_guild_and_per_s
     failing = ScriptSource("failing", "return { message = function(msg) error('boom') end }")
     spinner = ScriptSource("spinner", "return { message = function(msg) while true do end end }")
     scripts = InMemoryScripts({1: [failing, printing("greeter", "hi"), spinner], 2: [counter()]})
-    async with VmPool(scripts, LIMITS, PoolConfig(workers=2)) as pool:
+    async with VmPool(scripts, LIMITS, PoolConfig(strategy="threadpool", workers=2)) as pool:
         for _ in range(3):
             result = await pool.dispatch(1, "message", message("x"))
         await pool.dispatch(2, "message", message("x"))

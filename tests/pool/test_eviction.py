@@ -14,7 +14,9 @@ async def _placed(pool: VmPool) -> dict[int, int | None]:
 
 async def test_an_idle_vm_is_closed_and_the_next_event_builds_it_from_the_stored_scripts(clock) -> None:
     scripts = InMemoryScripts({1: [counter()], 2: [counter()]})
-    async with VmPool(scripts, LIMITS, PoolConfig(workers=2, idle_seconds=60), clock=clock) as pool:
+    async with VmPool(
+        scripts, LIMITS, PoolConfig(strategy="threadpool", workers=2, idle_seconds=60), clock=clock
+    ) as pool:
         await pool.dispatch(1, "message", message("a"))
         await pool.dispatch(2, "message", message("a"))
         clock.now += 45
@@ -32,7 +34,9 @@ async def test_an_idle_vm_is_closed_and_the_next_event_builds_it_from_the_stored
 
 async def test_past_the_maximum_the_least_recently_used_vm_is_closed_first() -> None:
     scripts = InMemoryScripts({guild: [counter()] for guild in range(1, 6)})
-    async with VmPool(scripts, LIMITS, PoolConfig(workers=2, max_resident_vms=3)) as pool:
+    async with VmPool(
+        scripts, LIMITS, PoolConfig(strategy="threadpool", workers=2, max_resident_vms=3)
+    ) as pool:
         for guild in (1, 2, 3):
             await pool.dispatch(guild, "message", message("a"))
         await pool.dispatch(1, "message", message("b"))  # 2 is now the least recently used
@@ -51,7 +55,7 @@ async def test_past_the_maximum_the_least_recently_used_vm_is_closed_first() -> 
 
 async def test_a_guild_with_requests_in_flight_is_never_evicted(clock) -> None:
     scripts = InMemoryScripts({1: [counter()], 2: [counter()]})
-    config = PoolConfig(workers=1, idle_seconds=60, max_resident_vms=1)
+    config = PoolConfig(strategy="threadpool", workers=1, idle_seconds=60, max_resident_vms=1)
     async with VmPool(scripts, LIMITS, config, clock=clock) as pool:
         first = [pool.submit(1, "message", message(str(i))) for i in range(20)]
         clock.now += 120

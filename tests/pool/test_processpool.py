@@ -291,7 +291,9 @@ async def test_closing_the_pool_leaves_no_process_and_no_thread(caplog: pytest.L
 
 
 async def test_process_faults_need_the_process_pool() -> None:
-    async with VmPool(InMemoryScripts({1: [counter()]}), LIMITS, PoolConfig(workers=1)) as pool:
+    async with VmPool(
+        InMemoryScripts({1: [counter()]}), LIMITS, PoolConfig(strategy="threadpool", workers=1)
+    ) as pool:
         with pytest.raises(ValueError, match="only the processpool strategy"):
             await pool.inject_fault(1, "kill")
 

@@ -34,7 +34,7 @@ def _all_gone(refs: list[weakref.ref]) -> bool:
 async def test_a_crashed_worker_fails_its_open_requests_and_its_guilds_start_fresh_elsewhere() -> None:
     guilds = range(8)
     scripts = InMemoryScripts({guild: [counter()] for guild in guilds})
-    async with VmPool(scripts, LIMITS, PoolConfig(workers=2)) as pool:
+    async with VmPool(scripts, LIMITS, PoolConfig(strategy="threadpool", workers=2)) as pool:
         for i in range(3):
             await asyncio.gather(*(pool.dispatch(g, "message", message(str(i))) for g in guilds))
         before = {g.guild_id: g.worker_id for g in (await pool.stats()).guilds}
@@ -73,7 +73,7 @@ async def test_a_crashed_worker_fails_its_open_requests_and_its_guilds_start_fre
 async def test_the_crashed_workers_vms_are_gone_not_held_anywhere() -> None:
     guilds = range(9_000_001, 9_000_005)
     scripts = InMemoryScripts({guild: [counter()] for guild in guilds})
-    async with VmPool(scripts, LIMITS, PoolConfig(workers=1)) as pool:
+    async with VmPool(scripts, LIMITS, PoolConfig(strategy="threadpool", workers=1)) as pool:
         await asyncio.gather(*(pool.dispatch(g, "message", message("x")) for g in guilds))
         held = _vms_of(guilds)
         assert len(held) == 4
@@ -87,7 +87,9 @@ async def test_the_crashed_workers_vms_are_gone_not_held_anywhere() -> None:
 async def test_repeated_crashes_keep_the_pool_serving() -> None:
     scripts = InMemoryScripts({1: [counter()], 2: [counter()]})
     # Each crash is a young death: a short back-off keeps the test quick (test_restart_backoff.py).
-    config = PoolConfig(workers=2, restart_backoff_seconds=0.01, restart_backoff_max_seconds=0.05)
+    config = PoolConfig(
+        strategy="threadpool", workers=2, restart_backoff_seconds=0.01, restart_backoff_max_seconds=0.05
+    )
     async with VmPool(scripts, LIMITS, config) as pool:
         for round_ in range(3):
             await pool.inject_fault(1)
@@ -108,7 +110,7 @@ class FlakyScripts(InMemoryScripts):
 
 async def test_unreadable_scripts_fail_that_guilds_event_and_nothing_else() -> None:
     scripts = FlakyScripts({1: [counter()]})
-    async with VmPool(scripts, LIMITS, PoolConfig(workers=1)) as pool:
+    async with VmPool(scripts, LIMITS, PoolConfig(strategy="threadpool", workers=1)) as pool:
         with pytest.raises(ScriptsUnavailable, match="database is locked") as caught:
             await pool.dispatch(13, "message", message("x"))
         assert caught.value.guild_id == 13
@@ -121,7 +123,7 @@ async def test_unreadable_scripts_fail_that_guilds_event_and_nothing_else() -> N
 async def test_an_unexpected_error_from_one_guilds_vm_costs_that_guild_alone() -> None:
     # A source that is not text makes GuildVM itself raise: a fault of the host, not of a script.
     scripts = InMemoryScripts({1: [counter()], 2: [ScriptSource("broken", None)]})  # type: ignore[arg-type]
-    async with VmPool(scripts, LIMITS, PoolConfig(workers=1)) as pool:
+    async with VmPool(scripts, LIMITS, PoolConfig(strategy="threadpool", workers=1)) as pool:
         assert printed(await pool.dispatch(1, "message", message("a"))) == ["a:1"]
         with pytest.raises(VmFailed, match="building its VM") as caught:
             await pool.dispatch(2, "message", message("a"))

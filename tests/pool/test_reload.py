@@ -15,7 +15,7 @@ def _version(version: str) -> list[ScriptSource]:
 
 async def test_events_before_a_reload_see_the_old_scripts_and_events_after_see_the_new() -> None:
     scripts = InMemoryScripts({7: _version("v1"), 8: _version("v1")})
-    async with VmPool(scripts, LIMITS, PoolConfig(workers=2)) as pool:
+    async with VmPool(scripts, LIMITS, PoolConfig(strategy="threadpool", workers=2)) as pool:
         await pool.dispatch(7, "message", message("warm"))
         scripts.set(7, _version("v2"))
         # dispatch() queues its event when called; the reload's task queues it when it starts, at
@@ -39,7 +39,10 @@ async def test_a_reload_reports_load_errors_to_its_caller_and_keeps_serving() ->
     scripts = InMemoryScripts({1: _version("v1")})
     callback: list[int] = []
     async with VmPool(
-        scripts, LIMITS, PoolConfig(workers=1), on_load_errors=lambda g, e, o: callback.append(g)
+        scripts,
+        LIMITS,
+        PoolConfig(strategy="threadpool", workers=1),
+        on_load_errors=lambda g, e, o: callback.append(g),
     ) as pool:
         scripts.set(1, [printing("alpha", "still here"), ScriptSource("beta", "return {")])
         report = await pool.reload(1)
@@ -52,7 +55,7 @@ async def test_a_reload_reports_load_errors_to_its_caller_and_keeps_serving() ->
 
 async def test_a_reload_of_a_guild_without_a_vm_builds_one() -> None:
     scripts = InMemoryScripts({3: _version("v1")})
-    async with VmPool(scripts, LIMITS, PoolConfig(workers=1)) as pool:
+    async with VmPool(scripts, LIMITS, PoolConfig(strategy="threadpool", workers=1)) as pool:
         report = await pool.reload(3)
         [guild] = (await pool.stats(3)).guilds
     assert report.ok and guild.worker_id is not None and guild.memory_bytes

@@ -63,7 +63,9 @@ async def test_a_worker_that_dies_at_every_start_is_retried_after_growing_waits_
     # However slow the machine, the first worker's death counts as young.
     monkeypatch.setattr(RestartBackoff, "STABLE_SECONDS", 600.0)
     factory = BrokenThenMended(InMemoryScripts({1: [counter()]}), failures=3)
-    config = PoolConfig(workers=1, restart_backoff_seconds=0.05, restart_backoff_max_seconds=0.2)
+    config = PoolConfig(
+        strategy="threadpool", workers=1, restart_backoff_seconds=0.05, restart_backoff_max_seconds=0.2
+    )
     caplog.set_level(logging.INFO, logger="lua_runtime.pool")
     async with VmPool(factory, LIMITS, config) as pool:
         assert printed(await pool.dispatch(1, "message", message("a"))) == ["a:1"]
@@ -91,7 +93,9 @@ async def test_a_worker_that_dies_at_every_start_is_retried_after_growing_waits_
 
 async def test_closing_the_pool_does_not_wait_out_a_replacements_back_off() -> None:
     scripts = InMemoryScripts({1: [counter()], 2: [counter()]})
-    config = PoolConfig(workers=1, restart_backoff_seconds=60.0, restart_backoff_max_seconds=60.0)
+    config = PoolConfig(
+        strategy="threadpool", workers=1, restart_backoff_seconds=60.0, restart_backoff_max_seconds=60.0
+    )
     pool = VmPool(scripts, LIMITS, config)
     await pool.start()
     assert printed(await pool.dispatch(1, "message", message("a"))) == ["a:1"]
@@ -104,7 +108,9 @@ async def test_closing_the_pool_does_not_wait_out_a_replacements_back_off() -> N
 
 async def test_stats_do_not_wait_for_a_replacement_still_waiting_to_start() -> None:
     scripts = InMemoryScripts({1: [counter()], 2: [counter()]})
-    config = PoolConfig(workers=2, restart_backoff_seconds=60.0, restart_backoff_max_seconds=60.0)
+    config = PoolConfig(
+        strategy="threadpool", workers=2, restart_backoff_seconds=60.0, restart_backoff_max_seconds=60.0
+    )
     async with VmPool(scripts, LIMITS, config) as pool:
         await asyncio.gather(*(pool.dispatch(g, "message", message("a")) for g in (1, 2)))
         await pool.inject_fault(1)  # a young death: its replacement waits a minute

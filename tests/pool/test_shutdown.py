@@ -41,7 +41,7 @@ async def test_closing_without_drain_time_fails_what_did_not_run_and_hangs_nothi
 
 async def test_closing_with_drain_time_completes_what_the_workers_hold() -> None:
     scripts = InMemoryScripts({g: [counter()] for g in range(1, 7)})
-    pool = VmPool(scripts, LIMITS, PoolConfig(workers=2))
+    pool = VmPool(scripts, LIMITS, PoolConfig(strategy="threadpool", workers=2))
     await pool.start()
     futures = _in_flight(pool)
     await asyncio.sleep(0)
@@ -50,7 +50,7 @@ async def test_closing_with_drain_time_completes_what_the_workers_hold() -> None
 
 
 async def test_a_pool_is_used_only_between_start_and_close() -> None:
-    pool = VmPool(InMemoryScripts(), LIMITS, PoolConfig(workers=1))
+    pool = VmPool(InMemoryScripts(), LIMITS, PoolConfig(strategy="threadpool", workers=1))
     with pytest.raises(RuntimeError, match="not started"):
         await pool.dispatch(1, "message", message("x"))
     async with pool:

@@ -200,7 +200,7 @@ def test_a_worker_that_crashes_holding_the_turn_leaves_it(monkeypatch) -> None:
 async def test_a_thread_pool_whose_workers_take_turns_answers_every_guild_in_order() -> None:
     guilds = range(1, 21)
     scripts = InMemoryScripts({guild: [counter()] for guild in guilds})
-    async with VmPool(scripts, LIMITS, PoolConfig(workers=2)) as pool:
+    async with VmPool(scripts, LIMITS, PoolConfig(strategy="threadpool", workers=2)) as pool:
         for round_ in range(1, 6):
             results = await asyncio.gather(
                 *(pool.dispatch(guild, "message", message(str(guild))) for guild in guilds)
