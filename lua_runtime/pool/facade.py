@@ -125,7 +125,16 @@ def _not_started() -> asyncio.Future[Any]:
 class _Guild:
     """The facade's record of one guild: where its VM lives, what it has open, its counters."""
 
-    __slots__ = ("counters", "guild_id", "last_used", "moving", "pending", "timers", "worker")
+    __slots__ = (
+        "counters",
+        "guild_id",
+        "last_used",
+        "moving",
+        "pending",
+        "slow_lane_next",
+        "timers",
+        "worker",
+    )
 
     def __init__(self, guild_id: int) -> None:
         self.guild_id = guild_id
@@ -138,6 +147,8 @@ class _Guild:
         self.last_used = 0.0
         #: Timers pending in its VM, as its worker last said.
         self.timers = 0
+        #: Its work took a worker down: its next VM goes to the slow lane.
+        self.slow_lane_next = False
         self.counters = GuildCounters()
 
 
@@ -301,24 +312,26 @@ class VmPool:
         event: str,
         payload: Mapping[str, Any] | None = None,
     ) -> DryRun:
-        """Run ``script`` against ``event`` in a fresh sandbox on the guild's worker, executing
-        nothing (``/script test``); a sample payload when ``payload`` is None."""
+        """Run ``script`` against ``event`` in a fresh sandbox on the check lane, executing nothing
+        (``/script test``); a sample payload when ``payload`` is None."""
         guild = self._guild(guild_id)
         action = DryRunScript(next(self._request_ids), guild_id, script, event, payload)
-        run: DryRun = await self._send(guild, action, False)
+        run: DryRun = await self._send_check(guild, action)
         guild.counters.cpu_seconds += run.cpu_ms / 1000
         return run
 
     async def load_script(self, guild_id: int, script: ScriptSource) -> DryRun:
-        """Check an upload on the guild's worker: translate ``script``, compile it and run its top
+        """Check an upload on the check lane: translate ``script``, compile it and run its top
         level in a fresh sandbox with an empty store (``/script upload``, ``edit``, ``rollback``).
 
         The returned run's ``error`` is the first problem with the script. A source that stalls or
         exhausts its worker fails with :class:`WorkerCrashed` whose ``culprit`` is this guild (under
-        ``processpool``: the supervisor killed the worker, which is replaced).
+        ``processpool``: the supervisor killed the check lane's process; the next check starts a
+        new one). No guild's VM lives on the check lane, so no other guild loses anything but a
+        check of its own that was queued there.
         """
         guild = self._guild(guild_id)
-        run: DryRun = await self._send(guild, LoadScript(next(self._request_ids), guild_id, script), False)
+        run: DryRun = await self._send_check(guild, LoadScript(next(self._request_ids), guild_id, script))
         guild.counters.cpu_seconds += run.cpu_ms / 1000
         return run
 
@@ -455,10 +468,21 @@ class VmPool:
             return future
         worker = guild.worker
         if worker is None:
-            worker = self._place(guild)
+            worker = self._place(guild, slow_lane=guild.slow_lane_next)
         else:
             self._resident.move_to_end(guild.guild_id)
         worker.pending[action.request_id] = entry
+        worker.send(action)
+        return future
+
+    def _send_check(self, guild: _Guild, action: VmAction) -> asyncio.Future[Any]:
+        """Send a check of code nobody has run yet (an upload, a dry run) to the check lane: a
+        worker that holds no guild's VM, so that a check that takes its worker down costs no VM."""
+        self._check_open()
+        future = self._create_future()
+        guild.pending += 1
+        worker = self._strategy.check_lane()
+        worker.pending[action.request_id] = (future, guild, time.perf_counter(), False)
         worker.send(action)
         return future
 
@@ -479,6 +503,7 @@ class VmPool:
                 self._close_vm(victim)
                 victim.counters.evictions += 1
         worker = self._strategy.place(guild.guild_id, slow_lane=slow_lane)
+        guild.slow_lane_next = False
         guild.worker = worker
         resident[guild.guild_id] = guild
         return worker
@@ -656,7 +681,12 @@ class VmPool:
         crashed: the next event of each of its guilds builds a fresh VM on a live worker."""
         crashed = record.crash is not None
         replace = crashed and not self._closing
-        self._strategy.remove(worker.worker_id, replace=replace)
+        overran = record.culprit is not None and "deadline" in (record.crash or "")
+        self._strategy.remove(worker.worker_id, replace=replace, killed_for_overrun=overran)
+        culprit = self._guilds.get(record.culprit) if record.culprit is not None else None
+        if culprit is not None and self._strategy.has_slow_lane and not worker.checks:
+            # Its work took a worker down: its next VM goes where it can only cost guilds like it.
+            culprit.slow_lane_next = True
         for guild_id in worker.guilds:
             guild = self._guilds[guild_id]
             guild.worker = None

@@ -529,11 +529,13 @@ class ProcessPoolStrategy(ThreadPoolStrategy):
         super().start(loop, deliver)
         log.info("VM worker processes starting: %d", len(self._processes))
 
-    def remove(self, worker_id: int, *, replace: bool) -> WorkerHandle | None:
+    def remove(
+        self, worker_id: int, *, replace: bool, killed_for_overrun: bool = False
+    ) -> WorkerHandle | None:
         self._processes.pop(worker_id, None)
-        return super().remove(worker_id, replace=replace)
+        return super().remove(worker_id, replace=replace, killed_for_overrun=killed_for_overrun)
 
-    def _spawn(self, slow_lane: bool = False, start_delay: float = 0.0) -> WorkerHandle:
+    def _spawn(self, slow_lane: bool = False, start_delay: float = 0.0, checks: bool = False) -> WorkerHandle:
         if self._deliver is None or self._loop is None:
             raise RuntimeError("the strategy has not been started")
         worker_id = next(self._ids)
@@ -541,7 +543,7 @@ class ProcessPoolStrategy(ThreadPoolStrategy):
         process = _WorkerProcess(
             worker_id, self._deliver, self._scripts, self._settings, self._clock, self._deadline, starts_at
         )
-        worker = WorkerHandle(worker_id, process.post, self._loop.call_soon, slow_lane, starts_at)
+        worker = WorkerHandle(worker_id, process.post, self._loop.call_soon, slow_lane, starts_at, checks)
         self._workers[worker_id] = worker
         self._processes[worker_id] = process
         process.launch()

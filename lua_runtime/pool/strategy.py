@@ -34,7 +34,8 @@ class WorkerHandle:
     ``guilds`` are the guilds placed on the worker (kept by the strategy); ``pending`` are the
     requests sent and not answered yet, by request id (kept by the facade, which fails them all if
     the worker dies); ``counters`` count its finished events. ``slow_lane`` marks a worker kept for
-    guilds whose events hit the CPU limits. ``starts_at`` is when the worker starts serving
+    guilds whose events hit the CPU limits; ``checks`` the worker that checks uploads and runs dry runs
+    (the check lane), which holds no guild's VM. ``starts_at`` is when the worker starts serving
     (``time.monotonic``): later than its creation for a replacement held back by the strategy's
     restart back-off; requests sent before then wait for it.
     """
@@ -43,6 +44,7 @@ class WorkerHandle:
         "_call_soon",
         "_outgoing",
         "_post",
+        "checks",
         "counters",
         "guilds",
         "pending",
@@ -58,9 +60,11 @@ class WorkerHandle:
         call_soon: Callable[[Callable[[], None]], object],
         slow_lane: bool = False,
         starts_at: float = 0.0,
+        checks: bool = False,
     ) -> None:
         self.worker_id = worker_id
         self.slow_lane = slow_lane
+        self.checks = checks
         self.starts_at = starts_at
         self._post = post
         self._call_soon = call_soon
@@ -99,6 +103,11 @@ class Strategy(Protocol):
         lane when ``slow_lane`` (and the strategy has one)."""
         ...
 
+    def check_lane(self) -> WorkerHandle:
+        """The worker that checks uploads and runs dry runs (started on first use, and again after
+        it died): code nobody has run yet runs there, away from every guild's VM."""
+        ...
+
     def release(self, worker: WorkerHandle, guild_id: int) -> None:
         """The guild's VM left ``worker`` (closed for idleness or to make room)."""
         ...
@@ -109,6 +118,10 @@ class Strategy(Protocol):
         """The workers not known to have exited."""
         ...
 
-    def remove(self, worker_id: int, *, replace: bool) -> WorkerHandle | None:
-        """Forget a worker that exited; start a replacement when ``replace``. Returns its handle."""
+    def remove(
+        self, worker_id: int, *, replace: bool, killed_for_overrun: bool = False
+    ) -> WorkerHandle | None:
+        """Forget a worker that exited; start a replacement when ``replace`` (at once when it was
+        ``killed_for_overrun`` of a guild's work, else after the restart back-off if it died young).
+        Returns its handle."""
         ...

@@ -111,6 +111,7 @@ class ThreadStrategy:
         self._loop: asyncio.AbstractEventLoop | None = None
         #: Shared by the workers, or None: see the module's docstring.
         self._turn: InterpreterTurn | None = None
+        self._check_lane: WorkerHandle | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop, deliver: Deliver) -> None:
         self._loop = loop
@@ -122,20 +123,32 @@ class ThreadStrategy:
     def workers(self) -> list[WorkerHandle]:
         return list(self._workers.values())
 
+    def check_lane(self) -> WorkerHandle:
+        # Checks of uploads and dry runs run code that nobody has run before: on a worker of their
+        # own, a check that takes its worker down (a deadline kill, a crash) costs no guild its VM.
+        if self._check_lane is None:
+            self._check_lane = self._spawn(checks=True)
+        return self._check_lane
+
     def release(self, worker: WorkerHandle, guild_id: int) -> None:
         worker.guilds.discard(guild_id)
 
-    def remove(self, worker_id: int, *, replace: bool) -> WorkerHandle | None:
-        return self._workers.pop(worker_id, None)
+    def remove(
+        self, worker_id: int, *, replace: bool, killed_for_overrun: bool = False
+    ) -> WorkerHandle | None:
+        worker = self._workers.pop(worker_id, None)
+        if worker is not None and worker is self._check_lane:
+            self._check_lane = None  # the next check starts a new one
+        return worker
 
-    def _spawn(self, slow_lane: bool = False, start_delay: float = 0.0) -> WorkerHandle:
+    def _spawn(self, slow_lane: bool = False, start_delay: float = 0.0, checks: bool = False) -> WorkerHandle:
         """Start a worker; with ``start_delay``, one that sets up that many seconds from now."""
         if self._deliver is None or self._loop is None:
             raise RuntimeError("the strategy has not been started")
         worker_id = next(self._ids)
         inbox = ThreadInbox()
         starts_at = time.monotonic() + start_delay
-        worker = WorkerHandle(worker_id, inbox.put, self._loop.call_soon, slow_lane, starts_at)
+        worker = WorkerHandle(worker_id, inbox.put, self._loop.call_soon, slow_lane, starts_at, checks)
         outbox = _LoopOutbox(self._deliver, worker_id, self._turn, self._loop)
         thread = threading.Thread(
             target=serve,
@@ -229,20 +242,26 @@ class ThreadPoolStrategy(ThreadStrategy):
             # the restart back-off takes new guilds only when no worker runs.
             now = time.monotonic()
             worker = min(
-                (w for w in self._workers.values() if not w.slow_lane),
+                (w for w in self._workers.values() if not (w.slow_lane or w.checks)),
                 key=lambda w: (w.starts_at > now, len(w.guilds)),
             )
         worker.guilds.add(guild_id)
         return worker
 
-    def remove(self, worker_id: int, *, replace: bool) -> WorkerHandle | None:
+    def remove(
+        self, worker_id: int, *, replace: bool, killed_for_overrun: bool = False
+    ) -> WorkerHandle | None:
         worker = super().remove(worker_id, replace=replace)
+        if worker is not None and worker.checks:
+            return worker
         if worker is not None and worker.slow_lane:
             self._slow_lane = None  # the next guild sent there starts a new one
         elif replace:
             now = time.monotonic()
             lived = now - worker.starts_at if worker is not None else 0.0
-            delay = self._backoff.delay_after(lived, now)
+            # A worker the supervisor killed for a guild's overrun served work: it did not fail
+            # at setup, so its replacement does not wait (that guild moves to the slow lane).
+            delay = 0.0 if killed_for_overrun else self._backoff.delay_after(lived, now)
             replacement = self._spawn(start_delay=delay)
             if delay:
                 log.warning(

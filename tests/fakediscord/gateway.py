@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger(__name__)
 
+#: The interval Discord gives in HELLO today. A test may give another (``FakeDiscord``'s
+#: ``heartbeat_interval_ms``): the client must heartbeat at whatever interval HELLO says.
+#: https://discord.com/developers/docs/events/gateway#sending-heartbeats
 HEARTBEAT_INTERVAL_MS = 41_250
 
 # Opcodes.
@@ -84,6 +87,8 @@ class GatewaySession:
     sequence: int = 0
     ready: bool = False
     send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: When each heartbeat (op 1) arrived, on the event loop's clock; each was ACKed at once.
+    heartbeats: list[float] = field(default_factory=list)
 
     def covers(self, guild_id: int | None) -> bool:
         """Whether this session's shard receives the guild's events (guild_id >> 22) % shard count."""
@@ -105,8 +110,9 @@ class GatewaySession:
 class Gateway:
     """Accepts gateway connections and fans dispatches out to them."""
 
-    def __init__(self, fake: FakeDiscord) -> None:
+    def __init__(self, fake: FakeDiscord, heartbeat_interval_ms: int = HEARTBEAT_INTERVAL_MS) -> None:
         self._fake = fake
+        self.heartbeat_interval_ms = heartbeat_interval_ms
         self.sessions: list[GatewaySession] = []
         self.identifies: list[IdentifyRecord] = []
         self._resumable: dict[str, GatewaySession] = {}
@@ -115,7 +121,8 @@ class Gateway:
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
         session = GatewaySession(ws=ws)
-        await session.send(HELLO, {"heartbeat_interval": HEARTBEAT_INTERVAL_MS, "_trace": ["fake-gateway"]})
+        hello = {"heartbeat_interval": self.heartbeat_interval_ms, "_trace": ["fake-gateway"]}
+        await session.send(HELLO, hello)
         try:
             async for message in ws:
                 if message.type != WSMsgType.TEXT:
@@ -135,6 +142,7 @@ class Gateway:
     async def _on_frame(self, session: GatewaySession, frame: dict[str, Any]) -> None:
         op, data = frame.get("op"), frame.get("d")
         if op == HEARTBEAT:
+            session.heartbeats.append(asyncio.get_running_loop().time())
             await session.send(HEARTBEAT_ACK, None)
         elif op == IDENTIFY:
             await self._identify(session, data or {})

@@ -37,7 +37,7 @@ import yarl
 from aiohttp import web
 
 from .compose import resolve_mentions
-from .gateway import Gateway, IdentifyRecord
+from .gateway import HEARTBEAT_INTERVAL_MS, Gateway, IdentifyRecord
 from .http_app import API_PREFIX, RestApp, RouteSpec
 from .interactions import (
     ATTACHMENT_SIZE_LIMIT,
@@ -94,8 +94,10 @@ class FakeDiscord:
         bot_name: str = "Warden",
         token: str | None = None,
         privileged_intents: int = PRIVILEGED_INTENTS,
+        heartbeat_interval_ms: int = HEARTBEAT_INTERVAL_MS,
     ) -> None:
-        """``privileged_intents`` are those the application is allowed: asking for others closes with 4014."""
+        """``privileged_intents`` are those the application is allowed: asking for others closes with
+        4014. ``heartbeat_interval_ms`` is the interval HELLO gives clients."""
         self.clock = FakeClock()
         self.notifier = Notifier()
         self.state = DiscordState(self.clock, bot_name=bot_name)
@@ -108,7 +110,7 @@ class FakeDiscord:
             f for i, f in _INTENT_APPLICATION_FLAGS.items() if i & self.privileged_intents
         )
         self.interactions: dict[int, InteractionRecord] = {}
-        self.gateway = Gateway(self)
+        self.gateway = Gateway(self, heartbeat_interval_ms)
         core, messages, interactions = CoreRoutes(self), MessageRoutes(self), InteractionRoutes(self)
         self._routes: list[RouteSpec] = [*core.specs(), *messages.specs(), *interactions.specs()]
         self.log = CallLog(

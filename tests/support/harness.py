@@ -54,6 +54,7 @@ from tests.fakediscord import (
     Permission,
     RoleRecord,
 )
+from tests.fakediscord.gateway import HEARTBEAT_INTERVAL_MS
 
 #: discord.py waits this long after the last GUILD_CREATE before it is ready (its default is 2 s).
 GUILD_READY_TIMEOUT = 0.05
@@ -358,14 +359,16 @@ async def open_harness(
     limits: SandboxLimits | None = None,
     pool_config: PoolConfig | None = None,
     start: bool = True,
+    heartbeat_interval_ms: int = HEARTBEAT_INTERVAL_MS,
     **bot_options: Any,
 ) -> AsyncIterator[WardenHarness]:
     """A running stand-in with the test guild and (unless ``start`` is False) a ready Warden bot.
 
     ``limits`` and ``pool_config`` replace the defaults (one worker thread keeps tests light);
-    ``bot_options`` go to :class:`WardenBot` (for example ``intents=``).
+    ``heartbeat_interval_ms`` is the gateway's (HELLO); ``bot_options`` go to :class:`WardenBot`
+    (for example ``intents=``).
     """
-    fake = FakeDiscord()
+    fake = FakeDiscord(heartbeat_interval_ms=heartbeat_interval_ms)
     scene = build_guild(fake)
     settings = Settings(
         database_path=tmp_path / "warden.db",
