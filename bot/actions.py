@@ -133,6 +133,15 @@ class ActionExecutor:
                 outcomes.append(ActionOutcome(action, False, str(exc)))
             except discord.HTTPException as exc:
                 outcomes.append(ActionOutcome(action, False, _explain_http_error(action, exc)))
+            except (ValueError, TypeError) as exc:
+                # discord.py refused to build the request (a body Discord would refuse, say): the
+                # script's mistake, reported like Discord's own refusals.
+                outcomes.append(ActionOutcome(action, False, f"{action.get('type')} refused: {exc}"))
+            except Exception:
+                # Never lose the rest of the event's actions, nor its report, to one action.
+                log.exception("guild %s: carrying out a %s action failed", guild.id, action.get("type"))
+                problem = f"{action.get('type')} failed inside Warden; the error is in the bot's log"
+                outcomes.append(ActionOutcome(action, False, problem))
             else:
                 outcomes.append(ActionOutcome(action, True))
         return outcomes

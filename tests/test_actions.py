@@ -201,3 +201,22 @@ async def test_other_bots_are_ignored_unless_the_guild_allows_them(h: WardenHarn
     mark = h.fake.mark()
     await h.send_message("!send", author=h.other_bot)
     await h.fake.wait_for_call("POST", MESSAGES, since=mark, channel_id=h.general.id)
+
+
+async def test_an_action_discord_py_refuses_to_build_is_reported_and_the_next_one_runs(
+    h: WardenHarness,
+) -> None:
+    # An action the builders would refuse, handed to the executor directly: discord.py raises while
+    # building the request. That action fails with the reason; the ones after it still run.
+    guild = h.bot.get_guild(h.guild_id)
+    assert guild is not None
+    channel_id = str(h.general.id)
+    too_many = {"type": "send", "script": "actor", "channel_id": channel_id, "embeds": [{"title": "x"}] * 11}
+    fine = {"type": "send", "script": "actor", "channel_id": channel_id, "content": "after"}
+    settings = await h.bot.guild_settings(h.guild_id)
+    mark = h.fake.mark()
+    outcomes = await h.bot.executor.execute(guild, [too_many, fine], {"actor": frozenset()}, settings)
+    assert [outcome.ok for outcome in outcomes] == [False, True]
+    assert outcomes[0].problem is not None and "embeds" in outcomes[0].problem
+    sent = await h.fake.wait_for_call("POST", MESSAGES, since=mark, channel_id=h.general.id)
+    assert sent.payload["content"] == "after"
