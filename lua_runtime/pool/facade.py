@@ -385,6 +385,7 @@ class VmPool:
                 WorkerStats(
                     worker_id=worker.worker_id,
                     slow_lane=worker.slow_lane,
+                    checks=worker.checks,
                     guilds=len(worker.guilds),
                     resident_vms=len(vm_memory),
                     memory_bytes=sum(vm_memory.values()),

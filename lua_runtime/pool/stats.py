@@ -114,6 +114,8 @@ class WorkerStats:
     worker_id: int
     #: True for the thread pool's slow lane, the worker for guilds whose events hit the CPU limits.
     slow_lane: bool
+    #: True for the check lane, the worker that checks uploads and runs dry runs (it holds no VM).
+    checks: bool
     #: Guilds placed on the worker.
     guilds: int
     #: Guild VMs it holds, and their heap bytes in total.
