@@ -116,7 +116,7 @@ class TranslationProcess:
         conn = self._connection()
         try:
             conn.send(source)
-            if conn.poll(self.deadline_seconds):
+            if conn.poll(max(0.0, self.deadline_seconds)):
                 return conn.recv()
         except (EOFError, OSError):
             self._stop()

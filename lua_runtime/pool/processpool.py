@@ -298,6 +298,7 @@ class _WorkerProcess:
         clock: Callable[[], float],
         deadline: WorkerDeadline,
         start_at: float = 0.0,
+        checks: bool = False,
     ) -> None:
         self.worker_id = worker_id
         self._deliver = deliver
@@ -322,7 +323,7 @@ class _WorkerProcess:
                 deadline,
             ),
             kwargs={"log_level": log_level, "start_at": start_at},
-            name=f"warden-vm-{worker_id}",
+            name=f"warden-{'checks' if checks else 'vm'}-{worker_id}",
             daemon=True,
         )
         self._outgoing: queue.SimpleQueue[list[VmAction] | None] = queue.SimpleQueue()
@@ -541,7 +542,14 @@ class ProcessPoolStrategy(ThreadPoolStrategy):
         worker_id = next(self._ids)
         starts_at = time.monotonic() + start_delay
         process = _WorkerProcess(
-            worker_id, self._deliver, self._scripts, self._settings, self._clock, self._deadline, starts_at
+            worker_id,
+            self._deliver,
+            self._scripts,
+            self._settings,
+            self._clock,
+            self._deadline,
+            starts_at,
+            checks,
         )
         worker = WorkerHandle(worker_id, process.post, self._loop.call_soon, slow_lane, starts_at, checks)
         self._workers[worker_id] = worker

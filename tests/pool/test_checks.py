@@ -22,6 +22,8 @@ from tests.pool.conftest import COUNTER, counter, message, printed
 #: supervisor's deadline (set short below) can end it, which is what a stall in C code looks like.
 ENDLESS_TOP_LEVEL = "while true do end\nreturn {}"
 PATIENT = SandboxLimits(cpu_ms_per_event=30_000)
+#: About 50 KiB of honest Luau: its translation takes far longer than the deadlines below allow.
+BIG_SOURCE = "".join(f"local v{i}: number = ({i} + 1) * 2 -- {i}\n" for i in range(1500))
 
 
 def _quick_deadline(strategy: str, **overrides: object) -> PoolConfig:
@@ -92,7 +94,7 @@ async def test_a_guild_whose_event_took_its_worker_down_moves_to_the_slow_lane()
 
 async def test_thread_pool_checks_translate_in_a_child_with_a_deadline() -> None:
     config = _quick_deadline("threadpool", worker_deadline_seconds=0.000001)
-    source = COUNTER + "\n-- a source no test has translated before: " + "x" * 40
+    source = COUNTER + BIG_SOURCE
     async with VmPool(InMemoryScripts({}), SandboxLimits(), config) as pool:
         run = await pool.load_script(1, ScriptSource("slow", source))
     assert run.error is not None and run.error.kind == "limit"
@@ -117,9 +119,9 @@ def test_the_translation_child_answers_syntax_errors_and_comes_back_after_a_kill
             translator.translate("local a = 1\nlocal = 2\n")
         assert error.value.line == 2
         assert translator.started == 1
-        translator.deadline_seconds = 0.000001
+        translator.deadline_seconds = 0  # no wait at all: the answer cannot be there yet
         with pytest.raises(TranslationAborted, match="took too long to compile"):
-            translator.translate("local b = 'a fresh source, never cached'\n")
+            translator.translate(BIG_SOURCE)
         translator.deadline_seconds = 30
         assert "local c" in translator.translate("local c = 3\n")
         assert translator.started == 2
@@ -131,9 +133,8 @@ def test_a_translation_that_runs_out_of_memory_costs_the_child_only() -> None:
     # An address space too small for anything more: the child fails as soon as the translation of
     # a big source needs memory.
     translator = TranslationProcess(deadline_seconds=30, memory_bytes=1)
-    source = "".join(f"local v{i} = {{ {i}, '{i}', function() return {i} end }}\n" for i in range(1500))
     try:
         with pytest.raises(TranslationAborted, match="memory"):
-            translator.translate(source)
+            translator.translate(BIG_SOURCE + "-- for the memory test\n")
     finally:
         translator.close()
