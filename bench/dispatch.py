@@ -23,11 +23,15 @@ guild VMs (up to 100, round robin) with the same script and payload. Cases:
   its worker (``inject_fault(kind="stall")``: no script can stall past the sandbox's bounds), timed
   from sent to failed, which is the supervisor's deadline plus its reaction; the worst of the runs
   is printed. Then how long the crashed guild waits for its next event to be answered.
-* Ratio rounds, for 100 guilds and the trivial script, on the default strategy and on
-  ``processpool``: each round times raw, pool, raw, and compares the pool with the mean of the two
-  raw runs around it; the median of the rounds' ratios is printed. On a shared machine the speed of
-  a core can change by half within seconds: this way a change hits both sides alike. The last line,
-  ``throughput ratio pool/raw: X``, is the default strategy's.
+* Upload checks, on the default strategy (``processpool``) and ``threadpool``: 99 guilds send events
+  at a steady pace while one guild uploads an honest 64 KiB script and one source of each hostile
+  class of issue #16; each check's answer time, and the quiet guilds' latency alone and during the
+  checks (checks run on the check lane; the thread pool translates in a child process).
+* Ratio rounds, for 100 guilds and the trivial script, on the default strategy (``processpool``)
+  and on ``threadpool``: each round times raw, pool, raw, and compares the pool with the mean of
+  the two raw runs around it; the median of the rounds' ratios is printed. On a shared machine the
+  speed of a core can change by half within seconds: this way a change hits both sides alike. The
+  last line, ``throughput ratio pool/raw: X``, is the default strategy's.
 
 Run: ``python bench/dispatch.py`` (about 4 minutes) or ``--quick`` (under 45 s: no 10,000-guild
 cases, shorter timings, one noisy-neighbour run, one hostile event).
@@ -38,6 +42,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
 import gc
 import logging
@@ -380,6 +385,92 @@ async def noisy_case(strategy: str, event: dict, warm: float, seconds: float) ->
     return NoisyResult(quiet, transient, noisy, outcomes["ran"], outcomes["dropped"], stats.slow_lane)
 
 
+# --- checking uploads ------------------------------------------------------------------------------
+
+#: An honest upload near the 64 KiB limit: the shape of a long moderation script, repeated.
+HONEST_UPLOAD = (
+    "".join(
+        f"""local words{i}: {{string}} = {{"spam{i}", "scam{i}", "free nitro {i}"}}
+local function flagged{i}(text: string): boolean
+  for _, word in words{i} do
+    if string.find(text:lower(), word, 1, true) then return true end
+  end
+  return false
+end
+"""
+        for i in range(260)
+    )
+    + "return { message = function(msg) if flagged1(msg.content) then print(`flagged {msg.id}`) end end }\n"
+)
+
+#: One upload of each class of issue #16 that once held the bot's process for seconds to days.
+HOSTILE_UPLOADS = {
+    "lexer escapes": 'local s = "' + "\\z" * 40,
+    "a + a chain": "local a = 1\nreturn { n = a" + " + a" * 15000 + " }",
+    "65k digits": "local n = " + "1" * 65000 + "z",
+    "65k commas": "local t = {" + "," * 65000 + "}",
+    "deep types": "local x: " + "{" * 3000 + "number" + "}" * 3000 + " = 1",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CheckCosts:
+    honest_s: float
+    hostile_s: dict[str, float]
+    quiet: Rate
+    during: Rate
+
+
+async def check_costs(strategy: str, event: dict, seconds: float) -> CheckCosts:
+    """99 guilds send events at a steady pace, alone and then while guild 0 uploads an honest
+    64 KiB script and each hostile source: what each check took to answer, and the quiet guilds'
+    latency meanwhile (checks run on the check lane, translations never in the bot's process)."""
+    guilds = 100
+    scripts = {guild: [ScriptSource("bench", TRIVIAL)] for guild in range(1, guilds)}
+    async with pool_for(strategy, scripts, guilds) as pool:
+        await warm_up(pool, range(1, guilds), event)
+        await pool.load_script(0, ScriptSource("warm", TRIVIAL))  # the check lane starts
+        clock = time.perf_counter
+
+        async def quiet_phase(until: asyncio.Future | float) -> Rate:
+            latencies: list[float] = []
+
+            def going() -> bool:
+                return not until.done() if isinstance(until, asyncio.Future) else clock() < until
+
+            async def driver(guild: int) -> None:
+                while going():
+                    before = clock()
+                    await pool.dispatch(guild, "message", event)
+                    latencies.append(clock() - before)
+                    await asyncio.sleep(QUIET_PAUSE)
+
+            started = clock()
+            await asyncio.gather(*(driver(guild) for guild in range(1, guilds)))
+            p50, p99 = percentiles(latencies)
+            return Rate(len(latencies) / (clock() - started), p50, p99)
+
+        quiet = await quiet_phase(clock() + seconds)
+
+        async def uploads() -> tuple[float, dict[str, float]]:
+            started = clock()
+            await pool.load_script(0, ScriptSource("honest", HONEST_UPLOAD + f"-- {strategy}\n"))
+            honest = clock() - started
+            hostile = {}
+            for name, source in HOSTILE_UPLOADS.items():
+                started = clock()
+                # Killed at its deadline, the answer is "took too long to compile".
+                with contextlib.suppress(WorkerCrashed):
+                    await pool.load_script(0, ScriptSource("hostile", source + f"\n-- {strategy}"))
+                hostile[name] = clock() - started
+            return honest, hostile
+
+        checks = asyncio.ensure_future(uploads())
+        during = await quiet_phase(checks)
+        honest, hostile = await checks
+    return CheckCosts(honest, hostile, quiet, during)
+
+
 # --- the table ------------------------------------------------------------------------------------
 
 SKIPPED_TPG = "skipped: 10,000 threads take about a minute to start; the trivial case shows the cost"
@@ -452,7 +543,8 @@ async def run(quick: bool) -> None:
         rows.append((label, *rate_cells(rate), f"{ratio:.2f}", note))
 
     noisy_lines = []
-    for strategy in ("threadpool",) if quick else ("threadpool", "thread-per-guild", "processpool"):
+    noisy_strategies = (default.strategy,) if quick else ("processpool", "threadpool", "thread-per-guild")
+    for strategy in noisy_strategies:
         result = await noisy_case(strategy, event, warm=1.5 if quick else 2.0, seconds=2.0 if quick else 4.0)
         name = f"noisy neighbour, {strategy}"
         rows.append((f"{name}: 99 quiet guilds alone", *rate_cells(result.quiet), "", ""))
@@ -491,9 +583,41 @@ async def run(quick: bool) -> None:
         f"{max(costs.recovered_s):.2f} s later (a new process, a new VM)",
     ]
 
+    check_lines = []
+    logging.disable(logging.ERROR)  # a check killed at its deadline is logged as an error
+    try:
+        for strategy in dict.fromkeys((default.strategy, "threadpool")):
+            costs_of_checks = await check_costs(strategy, event, 1.0 if quick else 2.0)
+            worst = max(costs_of_checks.hostile_s, key=costs_of_checks.hostile_s.__getitem__)
+            rows.append(
+                (
+                    f"upload checks, {strategy}: 99 quiet guilds alone",
+                    *rate_cells(costs_of_checks.quiet),
+                    "",
+                    "",
+                )
+            )
+            rows.append(
+                (
+                    f"upload checks, {strategy}: the same guilds during the checks",
+                    *rate_cells(costs_of_checks.during),
+                    "",
+                    f"honest 64 KiB upload checked in {costs_of_checks.honest_s * 1000:.0f} ms",
+                )
+            )
+            check_lines.append(
+                f"upload checks ({strategy}): an honest {len(HONEST_UPLOAD.encode()) // 1024} KiB script "
+                f"answered in {costs_of_checks.honest_s * 1000:.0f} ms; hostile uploads answered in "
+                + ", ".join(f"{name} {t * 1000:.0f} ms" for name, t in costs_of_checks.hostile_s.items())
+                + f" (worst: {worst}); quiet guilds' p99 {costs_of_checks.during.p99_ms:.2f} ms during "
+                f"the checks, {costs_of_checks.quiet.p99_ms:.2f} ms alone"
+            )
+    finally:
+        logging.disable(logging.NOTSET)
+
     rounds, round_seconds = (5, 0.3) if quick else (9, 0.5)
     ratios_by_strategy = {}
-    for strategy in dict.fromkeys(("processpool", default.strategy)):
+    for strategy in dict.fromkeys((default.strategy, "processpool", "threadpool")):
         ratio, ratios, raw_middle, pool_middle = await ratio_rounds(strategy, event, rounds, round_seconds)
         ratios_by_strategy[strategy] = ratio
         rows.append(
@@ -521,8 +645,11 @@ async def run(quick: bool) -> None:
         print(line)
     for line in process_lines:
         print(line)
+    for line in check_lines:
+        print(line)
+    print(f"throughput ratio threadpool/raw: {ratios_by_strategy['threadpool']:.2f}")
     print(f"throughput ratio processpool/raw: {ratios_by_strategy['processpool']:.2f}")
-    print(f"throughput ratio pool/raw: {ratios_by_strategy[default.strategy]:.2f}")
+    print(f"throughput ratio pool/raw ({default.strategy}): {ratios_by_strategy[default.strategy]:.2f}")
 
 
 def main() -> None:
