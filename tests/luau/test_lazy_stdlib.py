@@ -20,7 +20,15 @@ from tests.sandbox.attack import Attack, Case, assert_stopped, run_attacks
 
 CORPUS = Path(__file__).with_name("corpus")
 
-GROUPS = ("luau_numbers", "luau_format", "luau_names", "luau_strings", "luau_tables", "luau_maths", "luau_bit32")
+GROUPS = (
+    "luau_numbers",
+    "luau_format",
+    "luau_names",
+    "luau_strings",
+    "luau_tables",
+    "luau_maths",
+    "luau_bit32",
+)
 
 #: A first use of each group, as an expression that is true (printing a fraction would load the
 #: number formatting group; printing a boolean loads nothing).
