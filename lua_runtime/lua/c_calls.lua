@@ -168,6 +168,20 @@ return function(kernel)
     return finish("codepoint", pcall(c_codepoint, s, i, j, ...))
   end
 
+  -- utf8.codes' iterator skips the continuation bytes after the position it is given, however many
+  -- (a script may call it itself, anywhere in a long run of them): on a long string, an iteration
+  -- that skipped many, or found the end, checks the budget.
+  local c_codes = utf8.codes
+  wrappers[c_codes] = function(s, ...)
+    if type(s) ~= "string" or #s <= COSTLY then return finish("codes", pcall(c_codes, s, ...)) end
+    local iterator, state, control = finish("codes", pcall(c_codes, s, ...))
+    return function(subject, i)
+      local p, code = iterator(subject, i)
+      if p == nil or type(i) ~= "number" or p - i > 64 then charge() end
+      return p, code
+    end, state, control
+  end
+
   local function pack_family(name)
     local f = string[name]
     wrappers[f] = function(fmt, ...)

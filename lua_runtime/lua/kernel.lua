@@ -233,7 +233,7 @@ local C_CALLS = {
   string = { rep = 0, upper = 0, lower = 0, reverse = 0, byte = 0, sub = 0, format = 0, split = 0, pack = 0,
              packsize = 0, unpack = 0 },
   table = { insert = 0, remove = 0, move = 0, sort = 0, concat = 0, unpack = 0 },
-  utf8 = { len = 0, codepoint = 0, offset = 0 },
+  utf8 = { len = 0, codepoint = 0, offset = 0, codes = 0 },
 }
 config.luau.C.charge = charge -- the Luau library's long string.format and %q check it too
 

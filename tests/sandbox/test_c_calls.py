@@ -94,6 +94,9 @@ UNBOUNDED = {
     ),
     "print of a long string, again and again": "local s = string.rep('x', 2e6) while true do print(s) end",
     "string.pack with a large size, again and again": "while true do local s = string.pack('c1000000', '') end",
+    "utf8.codes' iterator in a long run of continuation bytes": (
+        "local s = 'a' .. string.rep('\\x80', 2e6) local f = utf8.codes(s) while true do f(s, 1) end"
+    ),
     "an exhausted gmatch iterator, again and again": (
         "local it = string.rep('a', 50000):gmatch('b') while true do it() end"
     ),
@@ -308,6 +311,11 @@ RESULTS = {
     "table.sort of a frozen table": (
         "local t = table.freeze({ 3, 2, 1 }) print(pcall(table.sort, t))",
         "false\tattempt to modify a readonly table",
+    ),
+    "utf8.codes over a long string": (
+        "local s = string.rep('aé€😀', 2e4) local n, sum = 0, 0 for p, c in utf8.codes(s) do n += 1 sum += c end"
+        " print(n, sum, #s)",
+        "80000\t2744120000\t200000",
     ),
     "os.date of a long format": (
         "local s = os.date('!' .. string.rep('%Y-', 5000), 0) print(#s, s == string.rep('1970-', 5000))",
