@@ -45,7 +45,9 @@
 
 local type, select, error, pcall, next, rawget, rawlen, tostring =
   type, select, error, pcall, next, rawget, rawlen, tostring
-local tointeger, log = math.tointeger, math.log
+local log = math.log
+-- v as the integer C takes it (a whole float, or a numeral string), or nil when C would refuse it.
+local integer = math.tointeger
 
 -- Above this many bytes or elements a call costs enough to check the budget before it.
 local COSTLY <const> = 65536
@@ -66,13 +68,9 @@ local SHORT_STRING <const> = 64
 local MAX_PACK_FORMAT <const> = 8000
 local DATE_SEGMENT <const> = 4096
 
--- v as the integer C takes it (a whole float, or a numeral string), or nil when C would refuse it.
-local function integer(v)
-  return tointeger(v)
-end
-
 return function(kernel)
-  local charge, finish, contents, raw_metatable = kernel.charge, kernel.finish, kernel.contents, kernel.metatable
+  local charge, finish, contents = kernel.charge, kernel.finish, kernel.contents
+  local raw_metatable = kernel.metatable
   local string, table, utf8 = string, table, utf8
   local wrappers = {}
 
@@ -187,7 +185,8 @@ return function(kernel)
     wrappers[f] = function(fmt, ...)
       if type(fmt) == "string" then
         if #fmt > MAX_PACK_FORMAT then
-          error("invalid argument #1 to '" .. name .. "' (format longer than " .. MAX_PACK_FORMAT .. " bytes)", 2)
+          local reason = "format longer than " .. MAX_PACK_FORMAT .. " bytes"
+          error("invalid argument #1 to '" .. name .. "' (" .. reason .. ")", 2)
         end
         -- A size of 100,000 or more ("c1000000") makes C pad or copy that many bytes.
         if kernel.find(fmt, "%d%d%d%d%d%d") then charge() end
@@ -268,7 +267,9 @@ return function(kernel)
       if (last + 0.0) - first >= MAX_RESULTS then
         error("too many results to unpack (at most " .. MAX_RESULTS .. " values)", 2)
       end
-      if last - first >= META_SLICE and slice_of(t) == META_SLICE then return long_calls().unpack(t, first, last) end
+      if last - first >= META_SLICE and slice_of(t) == META_SLICE then
+        return long_calls().unpack(t, first, last)
+      end
     end
     return finish("unpack", pcall(c_unpack, t, i, j))
   end

@@ -280,6 +280,18 @@ local function install_c_calls()
   end
   return c_calls
 end
+-- The stand-in for C function f: installs c_calls.lua and calls f's wrapper.
+local function c_call(f)
+  return function(...) return (c_calls or install_c_calls())[f](...) end
+end
+for library, functions in next, C_CALLS do
+  local lib = LIBRARIES[library]
+  for name in next, functions do
+    functions[name] = lib[name]
+    lib[name] = c_call(lib[name])
+  end
+end
+config.luau.globals.unpack = table.unpack -- the global is table.unpack, as in Luau
 
 -- Lua pattern matching runs in C, out of the hook's reach: patterns.lua routes risky calls to a
 -- matcher written in Lua. Until a script first calls one of the four, stand-ins wait in their place.
@@ -317,18 +329,6 @@ string.find = function(...)
 end
 string.dump = nil
 
-local function c_call(f)
-  return function(...) return (c_calls or install_c_calls())[f](...) end
-end
-for library, functions in next, C_CALLS do
-  local lib = LIBRARIES[library]
-  for name in next, functions do
-    functions[name] = lib[name]
-    lib[name] = c_call(lib[name])
-  end
-end
-config.luau.globals.unpack = table.unpack -- the global is table.unpack, as in Luau
-
 -- Lua seeds math.random from the time and the address of the VM's state, which a few results of
 -- math.random give away, and math.randomseed() reseeds the same way and returns both. Each VM is
 -- seeded from the host's randomness instead, and math.randomseed takes a seed, as Luau's does, and
@@ -338,7 +338,8 @@ if config.random_seed then c_randomseed(config.random_seed[1], config.random_see
 math.randomseed = function(seed)
   local n = tonumber(seed)
   if type(n) ~= "number" then
-    error("invalid argument #1 to 'randomseed' (number expected, got " .. (seed == nil and "no value" or type(seed)) .. ")", 2)
+    local got = seed == nil and "no value" or type(seed)
+    error("invalid argument #1 to 'randomseed' (number expected, got " .. got .. ")", 2)
   end
   c_randomseed(tointeger(n - fmod(n, 1)) or 0) -- Luau truncates; nan and inf seed as 0
 end

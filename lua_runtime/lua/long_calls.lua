@@ -5,8 +5,9 @@
 --
 -- The chunk returns a factory: long = factory(k), with k = { charge, finish, metatable, find,
 -- match, date, time } as c_calls.lua has them, and its sizes (PLAIN_SLICE, META_SLICE, BLOCK,
--- SORT_BUDGET, SHORT_STRING, DATE_SEGMENT). The factory runs while the libraries hold their own functions, and takes them
--- from there. The wrappers tail-call these functions: level 2 is the script's line.
+-- SORT_BUDGET, SHORT_STRING, DATE_SEGMENT), so that the two agree. The factory runs while the
+-- libraries hold their own functions, and takes them from there. The wrappers tail-call these
+-- functions: level 2 is the script's line.
 
 local type, error, pcall, rawequal, log = type, error, pcall, rawequal, math.log
 local maxinteger = math.maxinteger
@@ -38,7 +39,9 @@ return function(k)
   -- element is read before it is overwritten; within a slice C keeps its own order, and reads and
   -- writes every element as one call would (metamethods included). Returns nil, or the error.
   local function move_in_slices(a1, f, e, t, a2, slice, label)
-    if not (f > 0 or e < maxinteger + f) then return "bad argument #3 to '" .. label .. "' (too many elements to move)" end
+    if not (f > 0 or e < maxinteger + f) then
+      return "bad argument #3 to '" .. label .. "' (too many elements to move)"
+    end
     if t > maxinteger - (e - f) then return "bad argument #4 to '" .. label .. "' (destination wrap around)" end
     local upward = not (t > e or t <= f or (a2 ~= nil and a1 ~= a2))
     local lo, hi = f, e
@@ -168,7 +171,9 @@ return function(k)
     if longest <= k.SHORT_STRING then
       run = 4096
       -- The script's comparator is Lua code, which the hook counts; C's own `<` is not.
-      while comp == nil and run > 2 and run * log(run, 2) * (1 + longest) > k.SORT_BUDGET do run = run // 2 end
+      while comp == nil and run > 2 and run * log(run, 2) * (1 + longest) > k.SORT_BUDGET do
+        run = run // 2
+      end
       for lo = 1, n, run do
         local hi = lo + run - 1 < n and lo + run - 1 or n
         local part = c_move(a, lo, hi, 1, {})
@@ -190,7 +195,8 @@ return function(k)
       run = 2 * run
     end
     if not rawequal(a, t) then
-      local failed = move_in_slices(a, 1, n, 1, t, raw_metatable(t) == nil and PLAIN_SLICE or META_SLICE, "sort")
+      local slice = raw_metatable(t) == nil and PLAIN_SLICE or META_SLICE
+      local failed = move_in_slices(a, 1, n, 1, t, slice, "sort")
       if failed then error(failed, 0) end
     end
   end

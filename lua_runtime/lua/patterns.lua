@@ -335,7 +335,8 @@ return function(C, load_engine)
     local limit = type(s) == "string" and whole(max_n) and (limits[p] or limit_of(p))
     if limit and #s <= limit and costly(#s, limit) then
       local tr = type(repl)
-      if tr == "number" or (tr == "string" and escapes_fit(repl, byte(p, 1) == 94 and 1 or matches_of(#s, max_n))) then
+      local matches = byte(p, 1) == 94 and 1 or matches_of(#s, max_n)
+      if tr == "number" or (tr == "string" and escapes_fit(repl, matches)) then
         -- A bad '%' escape makes C raise from inside, with no position when called through
         -- pcall: raise it again at the script's line. "not enough memory" must stay as it is.
         local ok, result, count = pcall(c_gsub, s, p, repl, max_n)

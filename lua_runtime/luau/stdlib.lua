@@ -234,7 +234,9 @@ local function luau_tostring(...)
   local t = type(v)
   if t == "number" then return num2str(v) end
   if select("#", ...) == 0 then error("missing argument #1", 2) end
-  if t == "table" or t == "function" or t == "thread" or t == "userdata" then return group("luau_names").name(v) end
+  if t == "table" or t == "function" or t == "thread" or t == "userdata" then
+    return group("luau_names").name(v)
+  end
   return tostring(v)
 end
 
