@@ -51,17 +51,20 @@ local integer = math.tointeger
 
 -- Above this many bytes or elements a call costs enough to check the budget before it.
 local COSTLY <const> = 65536
--- The most values one call returns (Luau's LUAI_MAXCSTACK).
+-- The most values one call returns (Luau's LUAI_MAXCSTACK); and from how many a call checks the
+-- budget first (a thousand values cost a few microseconds to push, and as much to pass on).
 local MAX_RESULTS <const> = 8000
+local MANY_RESULTS <const> = 1024
 -- Elements per C call of table.move and friends: a plain table's cost about 15 ns each, a table
 -- with a metatable up to 15 µs each (a C __index chain of 2,000 tables).
 local PLAIN_SLICE <const> = 16384
 local META_SLICE <const> = 64
 -- string.rep builds results longer than COSTLY from blocks of at least this many bytes.
 local BLOCK <const> = 4096
--- Steps C may take for one sort: a step is a comparison of two numbers or short strings (about
--- 12 ns), and each byte two strings share before they differ adds one (a NUL byte costs 8 ns).
-local SORT_BUDGET <const> = 65536
+-- Steps C may take for one sort (1.5 ms): a step is a comparison of two numbers or short strings
+-- (about 12 ns), and each byte two strings share before they differ adds one (a NUL byte costs
+-- 8 ns). About 9,000 numbers fit.
+local SORT_BUDGET <const> = 131072
 -- With the script's comparator, C's sort is the comparator's calls, which the hook counts, and
 -- the string comparisons inside them, which it does not: strings up to this long are cheap enough.
 local SHORT_STRING <const> = 64
@@ -138,18 +141,19 @@ return function(kernel)
 
   local c_byte = string.byte
   wrappers[c_byte] = function(s, i, j)
-    if type(s) == "string" and #s > MAX_RESULTS then
-      if j ~= nil and slice_length(#s, i, j) > MAX_RESULTS then
+    if type(s) == "string" and #s > MANY_RESULTS and j ~= nil then
+      local n = slice_length(#s, i, j)
+      if n > MAX_RESULTS then
         error("string slice too long (string.byte returns at most " .. MAX_RESULTS .. " values)", 2)
       end
-      if #s > COSTLY then charge() end
+      if n > MANY_RESULTS then charge() end
     end
     return finish("byte", pcall(c_byte, s, i, j))
   end
 
   local c_codepoint = utf8.codepoint
   wrappers[c_codepoint] = function(s, i, j, ...)
-    if type(s) == "string" and #s > MAX_RESULTS then
+    if type(s) == "string" and #s > MANY_RESULTS then
       -- C makes room for a value per byte of the slice (negative positions count from the end).
       local len = #s
       local first = integer(i == nil and 1 or i)
@@ -160,8 +164,8 @@ return function(kernel)
         if first >= 1 and last <= len and last - first >= MAX_RESULTS then
           error("string slice too long (utf8.codepoint takes at most " .. MAX_RESULTS .. " bytes)", 2)
         end
+        if last - first >= MANY_RESULTS then charge() end
       end
-      if len > COSTLY then charge() end
     end
     return finish("codepoint", pcall(c_codepoint, s, i, j, ...))
   end
@@ -267,6 +271,7 @@ return function(kernel)
       if (last + 0.0) - first >= MAX_RESULTS then
         error("too many results to unpack (at most " .. MAX_RESULTS .. " values)", 2)
       end
+      if last - first >= MANY_RESULTS then charge() end
       if last - first >= META_SLICE and slice_of(t) == META_SLICE then
         return long_calls().unpack(t, first, last)
       end

@@ -15,7 +15,7 @@ local maxinteger = math.maxinteger
 -- Strings longer than this are compared a slice at a time, and the budget is checked each time
 -- the comparisons of a sort have gone through this many bytes.
 local LONG_STRING <const> = 65536
-local COMPARED_PER_CHECK <const> = 262144
+local COMPARED_PER_CHECK <const> = 65536
 
 return function(k)
   local charge, finish, raw_metatable = k.charge, k.finish, k.metatable
@@ -141,21 +141,39 @@ return function(k)
     end
   end
 
-  -- Merges sorted runs src[lo..mid] and src[mid+1..hi] into dst[lo..hi], keeping equal elements in
-  -- their order; by `less`, or by `<` when it is nil (numbers and short strings: the usual case,
-  -- where a function call per comparison would double the cost).
-  local function merge(src, dst, lo, mid, hi, less)
-    local i, j, n = lo, mid + 1, lo
-    while i <= mid and j <= hi do
-      local x, y = src[i], src[j]
-      if less and less(y, x) or not less and y < x then
-        dst[n], j = y, j + 1
-      else
-        dst[n], i = x, i + 1
-      end
-      n = n + 1
+  -- src[from..to] to dst[at..] (plain arrays), PLAIN_SLICE elements per C call.
+  local function copy(src, from, to, at, dst)
+    while from <= to do
+      local last = to - from >= PLAIN_SLICE and from + PLAIN_SLICE - 1 or to
+      charge()
+      c_move(src, from, last, at, dst)
+      at, from = at + (last - from + 1), last + 1
     end
-    if i <= mid then c_move(src, i, mid, n, dst) else c_move(src, j, hi, n, dst) end
+  end
+
+  -- Merges the sorted runs a[lo..mid] and a[mid+1..hi] in place, keeping equal elements in their
+  -- order; by `less`, or by `<` when it is nil (numbers and short strings: the usual case, where a
+  -- function call per comparison would double the cost). The left run is copied to `buffer` first,
+  -- so a merge sort needs half its array again in memory, not all of it: the next element written
+  -- always lands before the next one to read from the right run.
+  local function merge(a, lo, mid, hi, less, buffer)
+    local left = mid - lo + 1
+    copy(a, lo, mid, 1, buffer)
+    local i, j, n = 1, mid + 1, lo
+    if less then
+      while i <= left and j <= hi do
+        local x, y = buffer[i], a[j]
+        if less(y, x) then a[n], j = y, j + 1 else a[n], i = x, i + 1 end
+        n = n + 1
+      end
+    else
+      while i <= left and j <= hi do
+        local x, y = buffer[i], a[j]
+        if y < x then a[n], j = y, j + 1 else a[n], i = x, i + 1 end
+        n = n + 1
+      end
+    end
+    if i <= left then copy(buffer, i, left, n, a) end -- what is left of the right run is in place
   end
 
   -- Sorts t[1..n] (a plain copy of it when t has a metatable, written back at the end): C sorts
@@ -169,7 +187,7 @@ return function(k)
     end
     local run = 1
     if longest <= k.SHORT_STRING then
-      run = 4096
+      run = 8192
       -- The script's comparator is Lua code, which the hook counts; C's own `<` is not.
       while comp == nil and run > 2 and run * log(run, 2) * (1 + longest) > k.SORT_BUDGET do
         run = run // 2
@@ -182,21 +200,18 @@ return function(k)
         c_move(part, 1, hi - lo + 1, lo, a)
       end
     end
-    local less, b = nil, {}
+    local less, buffer = nil, {}
     if comp or longest > k.SHORT_STRING then less = charging(comp or less_than) end
     while run < n do
-      for lo = 1, n, 2 * run do
+      for lo = 1, n - run, 2 * run do
         local mid = lo + run - 1
-        local hi = mid + run < n and mid + run or n
         charge()
-        if mid < hi then merge(a, b, lo, mid, hi, less) else c_move(a, lo, hi, lo, b) end
+        merge(a, lo, mid, mid + run < n and mid + run or n, less, buffer)
       end
-      a, b = b, a
       run = 2 * run
     end
     if not rawequal(a, t) then
-      local slice = raw_metatable(t) == nil and PLAIN_SLICE or META_SLICE
-      local failed = move_in_slices(a, 1, n, 1, t, slice, "sort")
+      local failed = move_in_slices(a, 1, n, 1, t, META_SLICE, "sort")
       if failed then error(failed, 0) end
     end
   end

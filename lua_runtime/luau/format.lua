@@ -15,11 +15,13 @@ local fmod, tointeger = math.fmod, math.tointeger
 -- with %s and %* as with %p.
 --
 -- C's format does its work in one call, where the sandbox's hook cannot stop it: about 2 ns a
--- byte of format, 50 to 250 ns a conversion, and 50 ns a byte for %q of control characters. So a
--- long format (more than SEGMENT_BYTES, or SEGMENT_ARGS values) is formatted in segments that end
--- between two conversions, with the budget checked before each, and %q quotes a long string
--- QUOTE_SLICE bytes at a time.
-local SEGMENT_BYTES, SEGMENT_ARGS, QUOTE_SLICE = 16384, 256, 16384
+-- byte of format, 50 to 250 ns a conversion, and 50 ns a byte for %q of control characters (and
+-- the pass below that turns Luau's conversions into C's calls back into Lua for each of them, a
+-- microsecond each, which the hook counts as a few instructions). So a long format (more than
+-- SEGMENT_BYTES, or SEGMENT_ARGS values) is formatted in segments that end between two
+-- conversions, with the budget checked before each, and %q quotes a long string QUOTE_SLICE bytes
+-- at a time.
+local SEGMENT_BYTES, SEGMENT_ARGS, QUOTE_SLICE = 4096, 256, 16384
 local CONVERSION = "%%([-+ #0]*%d*%.?%d*)(.?)"
 
 -- C's %q of a long string, a slice at a time. C writes a control character as \ddd when a digit

@@ -208,9 +208,9 @@ def test_arguments_that_would_make_a_c_call_unbounded_are_refused_at_once(
 
 
 def test_sorting_numbers_and_a_string_in_slices_fails_as_c_does() -> None:
-    # 9,000 elements take the merge sort, whose runs C sorts: C's own error, at the script's line.
+    # 20,000 elements take the merge sort, whose runs C sorts: C's own error, at the script's line.
     result = run_attacks(
-        {"mixed": Case(handler("local t = {} for i = 1, 9000 do t[i] = i end t[4500] = 'x' table.sort(t)"))}
+        {"mixed": Case(handler("local t = {} for i = 1, 20000 do t[i] = i end t[14500] = 'x' table.sort(t)"))}
     )
     mixed = result["mixed"]
     mixed.check_witness()
