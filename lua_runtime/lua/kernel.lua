@@ -235,7 +235,9 @@ local C_CALLS = {
   table = { insert = 0, remove = 0, move = 0, sort = 0, concat = 0, unpack = 0 },
   utf8 = { len = 0, codepoint = 0, offset = 0, codes = 0 },
 }
-config.luau.C.charge = charge -- the Luau library's long string.format and %q check it too
+-- The Luau library's long string.format and %q check the budget too (config.luau.C: stdlib.lua's
+-- table of the C functions its groups use).
+config.luau.C.charge = charge
 
 -- Host modules are compiled into the VM on first use only: every guild VM would otherwise carry
 -- all of them, whether its scripts need them or not. A module takes the library functions it uses
@@ -331,8 +333,8 @@ string.dump = nil
 
 -- Lua seeds math.random from the time and the address of the VM's state, which a few results of
 -- math.random give away, and math.randomseed() reseeds the same way and returns both. Each VM is
--- seeded from the host's randomness instead, and math.randomseed takes a seed, as Luau's does, and
--- returns nothing.
+-- seeded from the host's randomness instead (config.random_seed, two integers), and
+-- math.randomseed takes a seed, as Luau's does, and returns nothing.
 local c_randomseed, tointeger, fmod = math.randomseed, math.tointeger, math.fmod
 if config.random_seed then c_randomseed(config.random_seed[1], config.random_seed[2]) end
 math.randomseed = function(seed)
