@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import secrets
 import time
 import weakref
 from collections.abc import Iterator
@@ -143,6 +144,8 @@ class Sandbox:
                 "memory_message": memory_limit_message(limits),
                 "kv_max_key_bytes": limits.kv_max_key_bytes,
                 "events": list(EVENT_NAMES),
+                # Lua would seed math.random from the state's address (see kernel.lua).
+                "random_seed": [secrets.randbits(62), secrets.randbits(62)],
             },
             recursive=True,
         )

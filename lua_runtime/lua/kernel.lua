@@ -165,22 +165,18 @@ end
 -- Above this many bytes or elements, a C call is costly enough to check the budget first.
 local COSTLY <const> = 65536
 
--- A wrapper of C function `f` that checks the budget first when its first argument is a long
--- string. `f` runs under pcall so that its errors are raised again at the script's line, named
--- `label` as the C function would name itself ("bad argument #1 to 'upper'").
--- One closure per wrapped function, with `finish` shared: each closure and each variable it
--- captures costs every VM its bytes.
+-- The results of `pcall(f, ...)` when it succeeded; else its error, raised again at the script's
+-- line, with the name `label` that a C function called through pcall cannot give itself ("bad
+-- argument #1 to 'upper'" where Lua writes '?'). Callers tail-call it: level 2 is then the script.
+-- An error that has a line already (raised by a script's function that f called) keeps it.
 local function finish(label, ok, ...)
   if ok then return ... end
   local message = ...
-  if type(message) ~= "string" or message == "not enough memory" or exhausted then error(message, 0) end
-  error((str_gsub(message, "^bad argument (#%d+) to '%?'", "bad argument %1 to '" .. label .. "'")), 2)
-end
-local function charged_by_length(f, label)
-  return function(s, ...)
-    if type(s) == "string" and #s > COSTLY then charge() end
-    return finish(label, pcall(f, s, ...))
+  if type(message) ~= "string" or message == "not enough memory" or exhausted
+    or str_find(message, "^[^\n:]*:%d+: ") then
+    error(message, 0)
   end
+  error((str_gsub(message, "^bad argument (#%d+) to '%?'", "bad argument %1 to '" .. label .. "'")), 2)
 end
 
 local function arm(co)
@@ -197,17 +193,20 @@ end
 local THREADS = setmetatable({}, { __mode = "k" })
 local WAITING = setmetatable({}, { __mode = "k" })
 local function guest_print(...)
+  -- Once the event's output is full, what a print would make is dropped: it is not made at all.
+  if output_bytes >= MAX_OUTPUT then return end
   local n = select("#", ...)
   local parts = {}
   for i = 1, n do parts[i] = luau_tostring((select(i, ...))) end
-  local text = sanitize(tconcat(parts, "\t"))
-  if output_bytes >= MAX_OUTPUT then return end
-  -- Every line costs at least a byte, so that a flood of empty prints is bounded too.
+  local text = tconcat(parts, "\t")
+  -- Every line costs at least a byte, so that a flood of empty prints is bounded too. A text longer
+  -- than what is left is cut before its check, which costs its length.
   if output_bytes + #text + 1 > MAX_OUTPUT then
     text = str_sub(text, 1, MAX_OUTPUT - output_bytes) .. "... (print output cut: " .. MAX_OUTPUT .. " bytes per event)"
     text = sanitize(text)
     output_bytes = MAX_OUTPUT
   else
+    text = sanitize(text)
     output_bytes = output_bytes + #text + 1
   end
   n_output = n_output + 1
@@ -223,26 +222,90 @@ local function push_action(action)
   actions[n_actions] = action
 end
 
+-- C functions whose work grows with their arguments (string.rep, table.move, table.sort...): no
+-- hook interrupts a C function, so c_calls.lua wraps each of them to check the budget as its work
+-- goes, or to refuse arguments that would make it unbounded. Its code is compiled into a VM on a
+-- script's first call of one of them; until then, stand-ins wait in their place (set below).
+-- C_CALLS names them by library, and holds the C functions (or the Luau library's) once the
+-- stand-ins are in.
+local LIBRARIES = { string = string, table = table, utf8 = utf8 }
+local C_CALLS = {
+  string = { rep = 0, upper = 0, lower = 0, reverse = 0, byte = 0, sub = 0, format = 0, split = 0, pack = 0,
+             packsize = 0, unpack = 0 },
+  table = { insert = 0, remove = 0, move = 0, sort = 0, concat = 0, unpack = 0 },
+  utf8 = { len = 0, codepoint = 0, offset = 0, codes = 0 },
+}
+-- The Luau library's long string.format and %q check the budget too (config.luau.C: stdlib.lua's
+-- table of the C functions its groups use).
+config.luau.C.charge = charge
+
 -- Host modules are compiled into the VM on first use only: every guild VM would otherwise carry
--- all of them, whether its scripts need them or not.
+-- all of them, whether its scripts need them or not. A module takes the library functions it uses
+-- when it loads, or when its factory runs: it gets the C functions, which the libraries hold again
+-- meanwhile. (The guest's versions check the budget of a script's call, and the first call of one
+-- compiles c_calls.lua: build.lua's sort would do that in every VM.)
 local fetch, fetched = config.fetch, config.fetched
+local function swap_c_functions()
+  for library, functions in next, C_CALLS do
+    local lib = LIBRARIES[library]
+    for name, f in next, functions do functions[name], lib[name] = lib[name], f end
+  end
+end
+local function with_c_functions(f, ...)
+  swap_c_functions()
+  local ok, result = pcall(f, ...)
+  swap_c_functions()
+  if not ok then error(result, 0) end
+  return result
+end
 local function host_module(name)
   local chunk = fetch(name)
   local ok, main = pcall(load, chunk, "=" .. name, "b")
   fetched()
   if not ok or not main then error("cannot load host module " .. name, 0) end
-  return main()
+  local module = with_c_functions(main)
+  if type(module) ~= "function" then return module end
+  return function(...) return with_c_functions(module, ...) end -- a factory
 end
+
+local c_calls = nil -- c_calls.lua's wrappers, by the function each stands for, once it is in
+local os_date, os_time, raw_metatable = os.date, os.time, debug.getmetatable
+local function install_c_calls()
+  c_calls = host_module("c_calls")({
+    charge = charge, finish = finish, contents = contents, metatable = raw_metatable, find = str_find,
+    match = str_match, date = os_date, time = os_time,
+    long_calls = function() return host_module("long_calls") end,
+  })
+  for library, functions in next, C_CALLS do
+    local lib = LIBRARIES[library]
+    for name, f in next, functions do lib[name] = c_calls[f] end
+  end
+  return c_calls
+end
+-- The stand-in for C function f: installs c_calls.lua and calls f's wrapper.
+local function c_call(f)
+  return function(...) return (c_calls or install_c_calls())[f](...) end
+end
+for library, functions in next, C_CALLS do
+  local lib = LIBRARIES[library]
+  for name in next, functions do
+    functions[name] = lib[name]
+    lib[name] = c_call(lib[name])
+  end
+end
+config.luau.globals.unpack = table.unpack -- the global is table.unpack, as in Luau
 
 -- Lua pattern matching runs in C, out of the hook's reach: patterns.lua routes risky calls to a
 -- matcher written in Lua. Until a script first calls one of the four, stand-ins wait in their place.
 local C_PATTERNS = {
   find = string.find, match = string.match, gmatch = string.gmatch, gsub = string.gsub, charge = charge,
 }
+local safe_patterns = nil
 local function install_patterns()
-  local safe = host_module("patterns")(C_PATTERNS, function() return host_module("pattern_engine") end)
-  for name, f in next, safe do string[name] = f end
-  return safe
+  if safe_patterns then return safe_patterns end -- a script kept a stand-in, or the kernel's find
+  safe_patterns = host_module("patterns")(C_PATTERNS, function() return host_module("pattern_engine") end)
+  for name, f in next, safe_patterns do string[name] = f end
+  return safe_patterns
 end
 for name in next, C_PATTERNS do
   if name ~= "charge" then string[name] = function(...) return install_patterns()[name](...) end end
@@ -268,68 +331,26 @@ string.find = function(...)
 end
 string.dump = nil
 
--- C functions whose work grows with their input, and that loop where no hook can stop them.
-for _, name in next, { "upper", "lower", "reverse", "byte", "split", "sub", "format" } do
-  string[name] = charged_by_length(string[name], name)
-end
-local c_rep = string.rep
-string.rep = function(s, n, sep)
-  if type(s) == "string" and type(n) == "number" and (#s + (type(sep) == "string" and #sep or 0)) * n > COSTLY then
-    charge()
+-- Lua seeds math.random from the time and the address of the VM's state, which a few results of
+-- math.random give away, and math.randomseed() reseeds the same way and returns both. Each VM is
+-- seeded from the host's randomness instead (config.random_seed, two integers), and
+-- math.randomseed takes a seed, as Luau's does, and returns nothing.
+local c_randomseed, tointeger, fmod = math.randomseed, math.tointeger, math.fmod
+if config.random_seed then c_randomseed(config.random_seed[1], config.random_seed[2]) end
+math.randomseed = function(seed)
+  local n = tonumber(seed)
+  if type(n) ~= "number" then
+    local got = seed == nil and "no value" or type(seed)
+    error("invalid argument #1 to 'randomseed' (number expected, got " .. got .. ")", 2)
   end
-  return c_rep(s, n, sep)
-end
-for _, name in next, { "len", "codepoint", "offset" } do
-  utf8[name] = charged_by_length(utf8[name], name)
+  c_randomseed(tointeger(n - fmod(n, 1)) or 0) -- Luau truncates; nan and inf seed as 0
 end
 
--- table.insert, remove and move loop in C over the range they are given, which a __len
--- metamethod (or a huge index) can make astronomically long: refuse those, charge big ones.
-local c_insert, c_remove, c_move, c_sort, c_concat, c_unpack =
-  table.insert, table.remove, table.move, table.sort, table.concat, table.unpack
-local function plain_length(t, fname)
-  if type(t) == "table" then
-    local mt = getmetatable(t)
-    if type(mt) == "table" and rawget(mt, "__len") ~= nil then
-      error("table." .. fname .. " does not accept a table with a __len metamethod", 3)
-    end
-    local n = rawlen(t)
-    if n > COSTLY then charge() end
-    return n
-  end
-  return 0
-end
-table.insert = function(t, ...)
-  plain_length(t, "insert")
-  return c_insert(t, ...)
-end
-table.remove = function(t, ...)
-  plain_length(t, "remove")
-  return c_remove(t, ...)
-end
--- Sorting costs n log n comparisons: it is checked from a much smaller size.
-local SORT_COSTLY <const> = 2048
-table.sort = function(t, ...)
-  if plain_length(t, "sort") > SORT_COSTLY then charge() end
-  return c_sort(t, ...)
-end
--- concat and unpack take the raw length when none is given, as Luau's do: C's would call __len.
-table.concat = function(t, sep, i, j)
-  if type(t) == "table" and j == nil then j = rawlen(contents(t)) end
-  if type(i) == "number" and type(j) == "number" and j - i > COSTLY then charge() end
-  return c_concat(t, sep, i, j)
-end
-table.unpack = function(t, i, j)
-  if type(t) == "table" and j == nil then j = rawlen(contents(t)) end
-  if type(j) == "number" and j - (type(i) == "number" and i or 1) > COSTLY / 16 then charge() end
-  return c_unpack(t, i, j)
-end
-table.move = function(a1, f, e, t, a2)
-  if type(f) == "number" and type(e) == "number" then
-    if e - f >= 2 ^ 31 then error("table.move: too many elements to move", 2) end
-    if e - f > COSTLY then charge() end
-  end
-  return c_move(a1, f, e, t, a2)
+-- tonumber reads the whole of a string (strtod), however long: a long one checks the budget first,
+-- so that a loop of them is stopped in time.
+local function guest_tonumber(v, ...)
+  if type(v) == "string" and #v > COSTLY then charge() end
+  return finish("tonumber", pcall(tonumber, v, ...))
 end
 
 local string_mt = getmetatable("")
@@ -360,7 +381,7 @@ local module_loaders = {
 }
 local module_names = {}
 for name in next, module_loaders do module_names[#module_names + 1] = name end
-table.sort(module_names)
+C_CALLS.table.sort(module_names)
 module_names = tconcat(module_names, ", ")
 
 local function guest_require(name)
@@ -379,7 +400,7 @@ local BASE = {
   assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs, select = select,
   rawequal = rawequal, rawget = rawget, rawset = rawset, rawlen = rawlen,
   getmetatable = getmetatable, setmetatable = guest_setmetatable,
-  tonumber = tonumber, tostring = luau_tostring, type = type,
+  tonumber = guest_tonumber, tostring = luau_tostring, type = type,
   pcall = guest_pcall, xpcall = guest_xpcall, print = guest_print, require = guest_require,
   collectgarbage = guest_collectgarbage,
   _VERSION = "Luau",
@@ -390,7 +411,19 @@ for name, value in next, config.luau.globals do BASE[name] = value end
 BASE.string, BASE.table, BASE.math, BASE.utf8 = readonly(string), readonly(table), readonly(math), readonly(utf8)
 BASE.bit32 = readonly(BASE.bit32)
 -- The guest's os library; its view is made on a script's first read of `os` (see BASE's __index).
-local OS = { time = os.time, clock = os.clock, date = charged_by_length(os.date, "date"), difftime = os.difftime }
+-- os.clock is the CPU time this VM's scripts have used, in seconds. Lua's is the whole process's,
+-- and the thread's CPU clock counts every guild its worker serves: either would show a script how
+-- busy the other guilds are. A call (an event, a timer's turn, a build) starts at its deadline
+-- less its budget; within it, the VM's clock runs with the thread's, and between calls it stands
+-- still: a call adds what it used up to the last time its scripts read the clock.
+local vm_seconds, vm_call_deadline, vm_clock_read = 0, nil, 0
+local function vm_clock()
+  if deadline ~= vm_call_deadline then vm_seconds, vm_call_deadline = vm_clock_read, deadline end
+  local used = vm_seconds + (clock() - (deadline - budget_ms / 1000))
+  if used > vm_clock_read then vm_clock_read = used end -- it never runs backwards
+  return vm_clock_read
+end
+local OS = { time = os.time, clock = vm_clock, date = c_call(os_date), difftime = os.difftime }
 
 -- Each script gets its own globals table that falls back on BASE, so one script's globals never
 -- clobber another's. The metatable is locked: a script cannot reach BASE through it.

@@ -22,7 +22,7 @@
 -- which way a call went by passing counting stand-ins for C and load_engine.)
 
 local byte = string.byte
-local type, math_type, next, pcall, error = type, math.type, next, pcall, error
+local type, math_type, next, pcall, error, select = type, math.type, next, pcall, error, select
 
 -- Work, in matcher steps, that one C call may do. A step is one character test or one call of
 -- C's `match`; worst_case counts them. Measured on the development machine (bench/patterns.py
@@ -40,6 +40,10 @@ local MAX_LENGTH = 2 ^ 31
 local MAXCCALLS = 200 -- C's limit on nested `match` calls ("pattern too complex")
 -- Subjects longer than this cost enough in any C call that the CPU budget is checked first.
 local LONG_SUBJECT = 65536
+-- '%' escapes C's gsub may expand in one call, counted over all its matches. An escape can add
+-- nothing to the result (an empty capture: "%1" with "(x*)"), so the heap does not bound them:
+-- ten thousand matches of a replacement of a million escapes ran for minutes. About 10 ns each.
+local ESCAPE_BUDGET = 2 ^ 17
 -- Patterns whose safe length is kept; a full cache is emptied. Longer patterns are analysed on
 -- every call rather than kept alive here: the analysis is a few dozen passes over the pattern's
 -- items, plain Lua that the hook counts like the script's own code.
@@ -274,15 +278,56 @@ return function(C, load_engine)
     return (engine or get_engine()).match(...)
   end
 
+  -- C's gmatch iterator, for a subject costly enough to check the budget on. Once the iterator has
+  -- found nothing, C would search the rest of the subject again on every further call (a script
+  -- may keep calling it): it answers nothing at once from then on, as C would after its search.
+  local function exhaustible(iterator)
+    local done = false
+    local function after(...)
+      if select("#", ...) == 0 then done = true end
+      return ...
+    end
+    return function()
+      if done then return end
+      return after(iterator())
+    end
+  end
+
   -- gmatch reads a leading '^' as a plain character, unlike the analysis: such (odd) patterns
   -- always take the engine.
   function safe.gmatch(...)
     local s, p, init = ...
     if type(s) == "string" and whole(init) and byte(p, 1) ~= 94 then
       local limit = limits[p] or limit_of(p)
-      if #s <= limit and costly(#s, limit) then return c_gmatch(s, p, init) end
+      if #s <= limit then
+        if #s > LONG_SUBJECT or #s * 4 > limit then
+          charge()
+          return exhaustible(c_gmatch(s, p, init))
+        end
+        return c_gmatch(s, p, init)
+      end
     end
     return (engine or get_engine()).gmatch(...)
+  end
+
+  -- Whether C's gsub may expand string replacement `repl` at each of up to `matches` matches: at
+  -- most ESCAPE_BUDGET escapes in all.
+  local function escapes_fit(repl, matches)
+    local at = c_find(repl, "%", 1, true)
+    if not at then return true end
+    local allowed, escapes = ESCAPE_BUDGET // matches, 0
+    while at do
+      escapes = escapes + 1
+      if escapes > allowed then return false end
+      at = c_find(repl, "%", at + 2, true)
+    end
+    return true
+  end
+
+  -- The most matches gsub makes on a subject of length n: one per position and one at the end.
+  local function matches_of(n, max_n)
+    if max_n ~= nil and max_n < n + 1 then return max_n < 1 and 1 or max_n end
+    return n + 1
   end
 
   function safe.gsub(...)
@@ -290,7 +335,8 @@ return function(C, load_engine)
     local limit = type(s) == "string" and whole(max_n) and (limits[p] or limit_of(p))
     if limit and #s <= limit and costly(#s, limit) then
       local tr = type(repl)
-      if tr == "string" or tr == "number" then
+      local matches = byte(p, 1) == 94 and 1 or matches_of(#s, max_n)
+      if tr == "number" or (tr == "string" and escapes_fit(repl, matches)) then
         -- A bad '%' escape makes C raise from inside, with no position when called through
         -- pcall: raise it again at the script's line. "not enough memory" must stay as it is.
         local ok, result, count = pcall(c_gsub, s, p, repl, max_n)

@@ -1,13 +1,12 @@
 -- Luau's number formatting.
 --
 -- A group of the Luau standard library (see stdlib.lua): compiled into a guild VM the first time a
--- number is formatted the Luau way (tostring, print, interpolation, `..`, string.format's %s, %q and
--- %*, table.concat), or when string.format is first called. Called with the helpers stdlib.lua
--- passes every group, returns { num2str = f, format = f }.
-local C, _, _, _, call_c = ...
-local format, find, sub, match, rep, gsub, unpack = C.format, C.find, C.sub, C.match, C.rep, C.gsub, C.unpack
-local type, tostring, select = type, tostring, select
-local huge, fmod, tointeger = math.huge, math.fmod, math.tointeger
+-- number that is not a whole number below 2^53 is formatted the Luau way (tostring, print,
+-- interpolation, `..`, string.format's %s, %q and %*, table.concat). Called with the helpers
+-- stdlib.lua passes every group, returns { num2str = f }.
+local C = ...
+local format, find, sub, match, rep = C.format, C.find, C.sub, C.match, C.rep
+local huge = math.huge
 local math_type = math.type
 
 -- Luau prints a number in the shortest form that reads back as the same double: in fixed notation
@@ -59,29 +58,4 @@ local function num2str(x)
   return sign .. sub(digits, 1, dot) .. "." .. sub(digits, dot + 1)
 end
 
-
--- string.format with Luau's conversions: %s, %q and %* print numbers the Luau way, %* prints any
--- value through tostring, %u is %d, and the integer conversions truncate a fractional number.
-local function luau_format(fmt, ...)
-  if type(fmt) ~= "string" then return (call_c("format", format, fmt, ...)) end
-  local args, i = { ... }, 0
-  fmt = gsub(fmt, "%%([-+ #0]*%d*%.?%d*)(.?)", function(flags, conv)
-    if conv == "%" then return nil end
-    i = i + 1
-    local v = args[i]
-    if conv == "*" then
-      args[i] = type(v) == "number" and num2str(v) or tostring(v)
-      return "%" .. flags .. "s"
-    elseif type(v) ~= "number" then
-      return nil
-    elseif conv == "s" or conv == "q" then
-      args[i] = num2str(v)
-    elseif find("diouxXc", conv, 1, true) and v % 1 ~= 0 then
-      args[i] = tointeger(v - fmod(v, 1)) or v
-    end
-    if conv == "u" then return "%" .. flags .. "d" end
-  end)
-  return (call_c("format", format, fmt, unpack(args, 1, select("#", ...))))
-end
-
-return { num2str = num2str, format = luau_format }
+return { num2str = num2str }

@@ -9,9 +9,10 @@
 --
 -- Most of the library is compiled into a VM only when a script first needs it: every guild VM would
 -- otherwise carry all of it, and most scripts use little of it. It comes in groups, one chunk each
--- in this folder: numbers.lua (Luau's number formatting), strings.lua (string.split), tables.lua
--- (freeze, isfrozen, clone, clear, create, find), maths.lua (clamp, sign, round) and bit32.lua. A
--- group is loaded
+-- in this folder: numbers.lua (Luau's number formatting), format.lua (string.format), names.lua
+-- (what tostring shows of tables and functions), strings.lua (string.split), tables.lua (freeze,
+-- isfrozen, clone, clear, create, find), maths.lua (clamp, sign, round) and bit32.lua. A group is
+-- loaded
 -- * for `table`, `math` and `bit32`: when a script reads a field the library table lacks. The table
 --   has a metatable (LAZY) whose __index fills it from the group, then removes itself; iterating a
 --   library (pairs, generalized iteration, table.clone) fills it first, so nothing looks missing;
@@ -19,7 +20,7 @@
 --   library holds a small forwarding function in its place;
 -- * for string.format: on the first call, as for string.split;
 -- * for tostring, print, interpolation, `..` and table.concat: when a number that is not a whole
---   number below 2^53 is first formatted.
+--   number below 2^53 is first formatted (numbers.lua), or a table, function or thread (names.lua).
 --
 -- Called with fetch and fetched (see lua_runtime/sandbox.py): fetch(name) hands over the stripped
 -- bytecode of group `name` with the host's heap ceiling in force, fetched() puts the guest's back.
@@ -112,10 +113,13 @@ if not fetch then
 end
 
 -- The C functions the groups call, taken now: the sandbox's kernel replaces the library's entries
--- with wrappers that charge the CPU budget, and the groups' own calls are bounded already.
+-- with wrappers that charge the CPU budget, and the groups' own calls are bounded already. `debug`
+-- is gone by the time a group loads: names.lua reads metatables as C does, with its getmetatable.
+-- The kernel adds C.charge, its check of the CPU budget, before any script runs (and so before any
+-- group loads), for the groups that split long work into several C calls.
 local C = {
   format = format, find = string.find, sub = string.sub, gsub = gsub, match = string.match, rep = string.rep,
-  unpack = unpack,
+  unpack = unpack, concat = concat, getmetatable = debug and debug.getmetatable or getmetatable,
 }
 
 -- Groups already loaded, by chunk name.
@@ -124,7 +128,7 @@ local num2str -- below: the whole numbers here, the rest in numbers.lua
 
 -- The group in chunk `name` ("luau_numbers"...): its functions by name. Every group is called with
 -- the same helpers, in this order, and takes the ones it needs: the C functions, the argument
--- checks, call_c, num2str, and the frozen-table machinery.
+-- checks, call_c, num2str, the frozen-table machinery, and group() itself.
 local function group(name)
   local additions = loaded[name]
   if additions then return additions end
@@ -133,7 +137,7 @@ local function group(name)
   fetched()
   if not ok or not main then error("cannot load the Luau library group " .. name, 0) end
   additions = main(C, argerror, checknumber, checktable, call_c, num2str, frozen, store_of, refuse_write,
-    frozen_len, frozen_pairs)
+    frozen_len, frozen_pairs, group)
   loaded[name] = additions
   return additions
 end
@@ -222,18 +226,22 @@ end
 
 -- Numbers ------------------------------------------------------------------------------------------
 
--- Luau's tostring: numbers the Luau way (numbers.lua), everything else as Lua does (__tostring
--- included).
+-- Luau's tostring: numbers the Luau way (numbers.lua); tables, functions, threads and userdata
+-- with a number of this VM's in place of their heap address (names.lua); the rest as Lua does.
+-- __tostring is honoured.
 local function luau_tostring(...)
   local v = ...
-  if type(v) == "number" then return num2str(v) end
+  local t = type(v)
+  if t == "number" then return num2str(v) end
   if select("#", ...) == 0 then error("missing argument #1", 2) end
+  if t == "table" or t == "function" or t == "thread" or t == "userdata" then
+    return group("luau_names").name(v)
+  end
   return tostring(v)
 end
 
--- string.format with Luau's conversions is in numbers.lua, with the rest of Luau's number
--- formatting: it is compiled into a VM on the first call.
-string.format = forward("luau_numbers", "format")
+-- string.format with Luau's conversions is in format.lua: it is compiled into a VM on the first call.
+string.format = forward("luau_format", "format")
 
 -- table.concat with Luau's number formatting (Lua 5.4 would write 10/2 as 5.0).
 table.concat = function(t, sep, i, j)
@@ -255,8 +263,7 @@ end
 -- A value in an interpolated string (always exactly one value: `{f()}` of no values is nil).
 local function interpolated(v)
   if type(v) == "string" then return v end
-  if type(v) == "number" then return num2str(v) end
-  return tostring(v)
+  return luau_tostring(v)
 end
 
 -- An operand of `..`: a number becomes Luau text; anything else is left to the real `..`, so that
@@ -306,6 +313,7 @@ return {
   readonly = readonly,
   contents = contents,
   lazy = lazy,
+  C = C, -- for the kernel's charge (see above)
   globals = {
     typeof = type,
     unpack = table.unpack,

@@ -20,12 +20,22 @@ from tests.sandbox.attack import Attack, Case, assert_stopped, run_attacks
 
 CORPUS = Path(__file__).with_name("corpus")
 
-GROUPS = ("luau_numbers", "luau_strings", "luau_tables", "luau_maths", "luau_bit32")
+GROUPS = (
+    "luau_numbers",
+    "luau_format",
+    "luau_names",
+    "luau_strings",
+    "luau_tables",
+    "luau_maths",
+    "luau_bit32",
+)
 
 #: A first use of each group, as an expression that is true (printing a fraction would load the
 #: number formatting group; printing a boolean loads nothing).
 FIRST_USES = {
     "luau_numbers": 'tostring(2.5) == "2.5"',
+    "luau_format": 'string.format("%d", 7) == "7"',
+    "luau_names": '#tostring({}) == #"table: 0x00000001"',
     "luau_strings": '("a,b"):split(",")[2] == "b"',
     "luau_tables": "table.isfrozen(table.freeze({}))",
     "luau_maths": "math.clamp(5, 1, 3) == 3",
@@ -46,11 +56,11 @@ def test_a_vm_whose_scripts_use_no_addition_loads_no_group(fetched: list[str]) -
     assert not set(fetched) & set(GROUPS)
 
 
-def test_string_format_loads_the_number_formatting_group_on_its_first_call(fetched: list[str]) -> None:
-    # Luau's string.format is in numbers.lua: even a call that formats no fraction loads the group.
+def test_string_format_loads_its_group_on_its_first_call(fetched: list[str]) -> None:
+    # Luau's string.format is in format.lua; the number formatting comes once a fraction is formatted.
     output = run_top_level('print(string.format("%d %s", 7, "x"))\nprint(("%5.1f|%*"):format(2.25, 0.5))')
     assert output == ["7 x", "  2.2|0.5"]
-    assert [name for name in fetched if name in GROUPS] == ["luau_numbers"]
+    assert [name for name in fetched if name in GROUPS] == ["luau_format", "luau_numbers"]
 
 
 @pytest.mark.parametrize("group", GROUPS)
