@@ -8,22 +8,37 @@ translated code calls, and it loads the rest of the library in groups (``numbers
 :func:`library_chunk`. This package never imports discord.py.
 
 The pipeline, one module per job: ``lexer`` (tokens), ``erasure`` (type annotations blanked),
-``parser`` (tree-sitter, syntax diagnostics), ``translator`` (the tree to Lua 5.4). Translations
-are cached here, keyed on the source.
+``syntax`` (the syntax check, which also bounds nesting), ``parser`` (tree-sitter, syntax
+diagnostics), ``translator`` (the tree to Lua 5.4); ``limits`` holds their bounds. Every stage is
+linear in the size of the source. Translations are cached here, keyed on the source and bounded
+by bytes.
 """
 
 from __future__ import annotations
 
-import functools
+import sys
+import threading
+from collections import OrderedDict
 from pathlib import Path
+from typing import NamedTuple
 
 from lua_runtime.luau.erasure import erase_types
 from lua_runtime.luau.errors import LuauSyntaxError
 from lua_runtime.luau.lexer import tokenize
+from lua_runtime.luau.limits import CACHE_BYTES
 from lua_runtime.luau.parser import parse
 from lua_runtime.luau.translator import translate_tree
 
-__all__ = ["LIBRARY_PREFIX", "STDLIB_PATH", "LuauSyntaxError", "group_source", "library_chunk", "translate"]
+__all__ = [
+    "LIBRARY_PREFIX",
+    "STDLIB_PATH",
+    "LuauSyntaxError",
+    "group_source",
+    "library_chunk",
+    "remember_translation",
+    "translate",
+    "translation_cache",
+]
 
 #: The Lua 5.4 chunk that adds Luau's standard library to a VM (see its header for the contract).
 STDLIB_PATH: Path = Path(__file__).with_name("stdlib.lua")
@@ -48,19 +63,99 @@ def group_source(name: str) -> bytes:
     return library_chunk(name).read_bytes()
 
 
-#: Distinct sources kept translated: every script of every guild a process serves, with room to spare.
-CACHE_SIZE = 2048
+class CacheInfo(NamedTuple):
+    """What the translation cache holds and how it was used."""
+
+    hits: int
+    misses: int
+    entries: int
+    bytes: int
+    max_bytes: int
 
 
-@functools.lru_cache(maxsize=CACHE_SIZE)
+class TranslationCache:
+    """Translations by source, bounded by the memory they hold, least recently used evicted first.
+
+    A guild's VM is built again after an eviction, a memory-limit error or a restart, and every
+    build translates its scripts; the cache makes each distinct source cost one translation. It is
+    bounded by bytes, not entries: an entry holds a source of up to 64 KiB and a translation several
+    times that. Thread-safe: VMs are built on worker threads.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[str, str] = OrderedDict()
+        self._bytes = 0
+        self._hits = 0
+        self._misses = 0
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def entry_bytes(source: str, lua: str) -> int:
+        """The memory one entry holds: the two strings, as Python stores them."""
+        return sys.getsizeof(source) + sys.getsizeof(lua)
+
+    def get(self, source: str) -> str | None:
+        with self._lock:
+            lua = self._entries.get(source)
+            if lua is None:
+                self._misses += 1
+                return None
+            self._hits += 1
+            self._entries.move_to_end(source)
+            return lua
+
+    def put(self, source: str, lua: str) -> None:
+        """Keeps ``lua`` as the translation of ``source``, evicting the least recently used
+        translations while the cache holds more than its bound (one larger than the whole bound is
+        not kept at all)."""
+        size = self.entry_bytes(source, lua)
+        if size > self.max_bytes:
+            return
+        with self._lock:
+            previous = self._entries.pop(source, None)
+            if previous is not None:
+                self._bytes -= self.entry_bytes(source, previous)
+            self._entries[source] = lua
+            self._bytes += size
+            while self._bytes > self.max_bytes:
+                old_source, old_lua = self._entries.popitem(last=False)
+                self._bytes -= self.entry_bytes(old_source, old_lua)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._bytes = self._hits = self._misses = 0
+
+    def info(self) -> CacheInfo:
+        with self._lock:
+            return CacheInfo(self._hits, self._misses, len(self._entries), self._bytes, self.max_bytes)
+
+
+#: Every translation this process made or was handed, within CACHE_BYTES (see limits.py).
+translation_cache = TranslationCache(CACHE_BYTES)
+
+
 def translate(source: str) -> str:
     """Luau ``source`` as Lua 5.4 source: same number of lines, every statement on its own line.
 
     Raises :class:`LuauSyntaxError` (line and column in ``source``) for code that is not Luau, or
-    that uses Lua 5.4 syntax Luau does not have (``goto``, ``<close>``, bitwise operators).
+    that uses Lua 5.4 syntax Luau does not have (``goto``, ``<close>``, bitwise operators), or that
+    nests deeper than Lua 5.4 can compile. Time and memory are linear in the size of ``source``.
     Translations are cached, so the same source is parsed once.
     """
-    tokens = tokenize(source)
-    text = erase_types(source, tokens)
-    tree = parse(text, tokens)
-    return translate_tree(text, tree)
+    lua = translation_cache.get(source)
+    if lua is None:
+        tokens = tokenize(source)
+        text, code_tokens = erase_types(source, tokens)
+        tree = parse(text, code_tokens)
+        lua = translate_tree(text, tree)
+        translation_cache.put(source, lua)
+    return lua
+
+
+def remember_translation(source: str, lua: str) -> None:
+    """Seeds the cache with ``lua``, the translation of ``source`` that ``translate`` made in another
+    process (a worker that translated an upload where a stall could be killed): the next
+    ``translate(source)`` here returns it without parsing."""
+    translation_cache.put(source, lua)
