@@ -32,10 +32,10 @@ from lua_runtime.luau.limits import MAX_TYPE_NESTING
 # an expression or a statement.
 _CLOSERS = frozenset({")", "]", "}", "...", ";"})
 _PAIRS = {"(": ")", "{": "}", "[": "]", "<": ">"}
-_TOO_DEEP = (
-    f"Exceeded allowed recursion depth; simplify your type to make it compile "
-    f"(it is nested more than {MAX_TYPE_NESTING} levels deep)"
-)
+# The tokens after which annotations may follow, or which begin one (as a name or an operator).
+_WHERE_TYPES_BEGIN = frozenset({"local", "for", "function", "::", "@", "type", "export"})
+# Luau's own words (its limit is higher: see limits.py).
+_TOO_DEEP = "Exceeded allowed recursion depth; simplify your type to make it compile"
 
 
 def erase_types(source: str, tokens: list[Token]) -> tuple[str, list[Token]]:
@@ -98,13 +98,15 @@ class _Eraser:
     # Walking the program --------------------------------------------------------------------------
 
     def run(self) -> None:
-        while self.tok.kind != EOF:
-            token = self.tok
-            if token.kind == NUMBER and token.text[2:3] == "_" and token.text[1:2] in "xXbB":
-                self.zeros.append(token.start + 2)
-                self.advance()
-            elif token.kind != NAME and token.kind != OP:
-                self.advance()
+        tokens = self.tokens
+        while True:
+            token = tokens[self.i]
+            if token.text not in _WHERE_TYPES_BEGIN:  # most tokens: stepped over here, quickly
+                if token.kind == EOF:
+                    return
+                if token.kind == NUMBER and token.text[2:3] == "_" and token.text[1:2] in "xXbB":
+                    self.zeros.append(token.start + 2)
+                self.i += 1
             elif token.is_keyword("local"):
                 self.advance()
                 if not self.tok.is_keyword("function"):

@@ -81,6 +81,8 @@ _OPERATORS = (
     (2, frozenset({"..", "::", "->", "==", "~=", "<=", ">=", "+=", "-=", "*=", "/=", "%=", "^=", "//"})),
     (1, frozenset("+-*/%^#&|<>=(){}[];:,.?@~")),
 )
+# Operators that begin no longer one.
+_SINGLE_OPERATORS = frozenset("#&|(){}[];,?@")
 
 # str.translate tables that delete the characters a numeral part may hold: what is left is bad.
 _DECIMAL = str.maketrans("", "", string.digits + "_")
@@ -182,6 +184,10 @@ class Lexer:
     def operator(self, pos: int) -> str:
         """The longest operator at ``pos``."""
         source = self.source
+        char = source[pos]
+        if char in _SINGLE_OPERATORS:
+            self.steps += 1
+            return char
         for length, operators in _OPERATORS:
             text = source[pos : pos + length]
             if text in operators:

@@ -36,10 +36,8 @@ from lua_runtime.luau.lexer import (
 from lua_runtime.luau.limits import MAX_NESTING
 from lua_runtime.luau.translator import interpolation_levels
 
-TOO_DEEP = (
-    "Exceeded allowed recursion depth; simplify your code to make it compile "
-    f"(it is nested more than {MAX_NESTING} levels deep)"
-)
+# Luau's own words (its limit is higher: see limits.py).
+TOO_DEEP = "Exceeded allowed recursion depth; simplify your code to make it compile"
 
 # Levels the translation adds on top of what Lua counts for the source as written.
 #: An if-then-else expression becomes ``(function() if c then return (a) else return (b) end end)()``.

@@ -145,8 +145,9 @@ class _Translator:
         return self.positions.error(offset, message)
 
     def children(self, node: tree_sitter.Node, replace: dict[int, list[Item]] | None = None) -> list[Item]:
-        """The items of ``node``: the text between its children, and each child (or what
-        ``replace`` gives for the child at that index)."""
+        """The items of ``node``: its text, with each child that needs translating as an item of
+        its own (or what ``replace`` gives for the child at that index). Leaves that translate to
+        themselves (punctuation, keywords, ``nil``) stay in the text around them."""
         children = node.children
         data = self.data
         if not children:
@@ -154,9 +155,11 @@ class _Translator:
         items: list[Item] = []
         position = node.start_byte
         for index, child in enumerate(children):
+            replacement = replace.get(index) if replace else None
+            if replacement is None and child.child_count == 0 and child.type not in _HANDLERS:
+                continue
             if child.start_byte > position:
                 items.append(data[position : child.start_byte])
-            replacement = replace.get(index) if replace else None
             if replacement is None:
                 items.append(child)
             else:
