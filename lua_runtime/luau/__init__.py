@@ -32,7 +32,9 @@ from lua_runtime.luau.translator import translate_tree
 __all__ = [
     "LIBRARY_PREFIX",
     "STDLIB_PATH",
+    "CacheInfo",
     "LuauSyntaxError",
+    "TranslationCache",
     "group_source",
     "library_chunk",
     "remember_translation",
