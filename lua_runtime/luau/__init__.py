@@ -9,19 +9,16 @@ translated code calls, and it loads the rest of the library in groups (``numbers
 
 The pipeline, one module per job: ``lexer`` (tokens), ``erasure`` (type annotations blanked),
 ``syntax`` (the syntax check, which also bounds nesting), ``parser`` (tree-sitter, syntax
-diagnostics), ``translator`` (the tree to Lua 5.4); ``limits`` holds their bounds. Every stage is
-linear in the size of the source. Translations are cached here, keyed on the source and bounded
-by bytes.
+diagnostics), ``translator`` and ``tree`` (the tree to Lua 5.4); ``limits`` holds their bounds.
+Every stage is linear in the size of the source. Translations are cached (``cache``), keyed on
+the source and bounded by bytes.
 """
 
 from __future__ import annotations
 
-import sys
-import threading
-from collections import OrderedDict
 from pathlib import Path
-from typing import NamedTuple
 
+from lua_runtime.luau.cache import CacheInfo, TranslationCache
 from lua_runtime.luau.erasure import erase_types
 from lua_runtime.luau.errors import LuauSyntaxError
 from lua_runtime.luau.lexer import tokenize
@@ -63,75 +60,6 @@ def group_source(name: str) -> bytes:
     """The source of library group ``name``, for a runtime that runs stdlib.lua on its own (a test
     harness): the sandbox hands groups over as bytecode instead (see ``lua_runtime/sandbox.py``)."""
     return library_chunk(name).read_bytes()
-
-
-class CacheInfo(NamedTuple):
-    """What the translation cache holds and how it was used."""
-
-    hits: int
-    misses: int
-    entries: int
-    bytes: int
-    max_bytes: int
-
-
-class TranslationCache:
-    """Translations by source, bounded by the memory they hold, least recently used evicted first.
-
-    A guild's VM is built again after an eviction, a memory-limit error or a restart, and every
-    build translates its scripts; the cache makes each distinct source cost one translation. It is
-    bounded by bytes, not entries: an entry holds a source of up to 64 KiB and a translation several
-    times that. Thread-safe: VMs are built on worker threads.
-    """
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self._entries: OrderedDict[str, str] = OrderedDict()
-        self._bytes = 0
-        self._hits = 0
-        self._misses = 0
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def entry_bytes(source: str, lua: str) -> int:
-        """The memory one entry holds: the two strings, as Python stores them."""
-        return sys.getsizeof(source) + sys.getsizeof(lua)
-
-    def get(self, source: str) -> str | None:
-        with self._lock:
-            lua = self._entries.get(source)
-            if lua is None:
-                self._misses += 1
-                return None
-            self._hits += 1
-            self._entries.move_to_end(source)
-            return lua
-
-    def put(self, source: str, lua: str) -> None:
-        """Keeps ``lua`` as the translation of ``source``, evicting the least recently used
-        translations while the cache holds more than its bound (one larger than the whole bound is
-        not kept at all)."""
-        size = self.entry_bytes(source, lua)
-        if size > self.max_bytes:
-            return
-        with self._lock:
-            previous = self._entries.pop(source, None)
-            if previous is not None:
-                self._bytes -= self.entry_bytes(source, previous)
-            self._entries[source] = lua
-            self._bytes += size
-            while self._bytes > self.max_bytes:
-                old_source, old_lua = self._entries.popitem(last=False)
-                self._bytes -= self.entry_bytes(old_source, old_lua)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-            self._bytes = self._hits = self._misses = 0
-
-    def info(self) -> CacheInfo:
-        with self._lock:
-            return CacheInfo(self._hits, self._misses, len(self._entries), self._bytes, self.max_bytes)
 
 
 #: Every translation this process made or was handed, within CACHE_BYTES (see limits.py).

@@ -7,7 +7,9 @@ many other runs behave the same). So tree-sitter only ever sees code this check 
 ``parser.py``), and the check reports the first error itself, in Luau's words: a recursive-descent
 recognizer of the language tree-sitter-luau 1.2.0 accepts, in one pass over the tokens, without
 backtracking. Where tree-sitter is more lenient than Luau it follows Luau (a keyword is never a
-name: tree-sitter reads ``local then = 1``; ``...`` is the last parameter).
+name: tree-sitter reads ``local then = 1``; ``...`` is the last parameter); where it is stricter,
+it follows tree-sitter (a statement cannot begin with the name ``type`` or ``export``), since
+tree-sitter must parse whatever the check accepts.
 
 Nesting is counted the way Lua 5.4's own parser counts it (one level per statement inside a block,
 per expression inside another, per unary operator, per operand of a right-associative chain), plus

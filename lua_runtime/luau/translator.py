@@ -33,13 +33,19 @@ from collections.abc import Callable
 import tree_sitter
 
 from lua_runtime.luau.errors import LuauSyntaxError, Positions
+from lua_runtime.luau.tree import (
+    declared_names,
+    first_continue,
+    has_direct_continue,
+    is_string_valued,
+    operator_index,
+    referenced_names,
+)
 
 #: What a node expands into: text to write, a node to translate, an action to run in turn.
 Item = bytes | tree_sitter.Node | Callable[[], object]
 
 CONTINUE_LABEL = "__luau_continue"
-_LOOPS = frozenset({"while_statement", "for_statement", "repeat_statement"})
-_FUNCTIONS = frozenset({"function_declaration", "function_definition"})
 # Literals that can never be false or nil: `if c then <literal> else b` may become `c and <literal> or b`.
 _TRUTHY_LITERALS = frozenset({"number", "string", "true", "table_constructor", "function_definition"})
 # Keys that may be evaluated twice: `t[k] += 1` needs no temporaries for them.
@@ -185,7 +191,7 @@ class _Translator:
 
     def binary_expression(self, node: tree_sitter.Node) -> list[Item]:
         children = node.children
-        operator = _operator_index(children)
+        operator = operator_index(children)
         if children[operator].type == "%":
             # Luau's a - floor(a / b) * b, not Lua 5.4's fmod (see __luau_mod); `%` becomes the comma.
             # The parentheses keep `return a % b` from being a tail call, which would lose the
@@ -196,7 +202,7 @@ class _Translator:
         replace: dict[int, list[Item]] = {
             index: [b"__luau_cat(", child, b")"]
             for index, child in enumerate(children)
-            if child.is_named and child.type != "comment" and not _is_string_valued(child)
+            if child.is_named and child.type != "comment" and not is_string_valued(child)
         }
         return self.children(node, replace)
 
@@ -275,7 +281,7 @@ class _Translator:
         gap = self.source(target.end_byte, operator.start_byte)
         value_gap = self.source(operator.end_byte, values.start_byte)
         if binary == "..":
-            string_valued = _is_string_valued(values.named_children[0])
+            string_valued = is_string_valued(values.named_children[0])
             value: list[Item] = [values] if string_valued else [b"__luau_cat(", values, b")"]
         elif binary == "%":
             value = [values]
@@ -320,7 +326,7 @@ class _Translator:
         """
         if table.type == "dot_index_expression":
             name = self.node_text(table.child_by_field_name("field"))
-            used = {self.node_text(n) for n in _referenced_names(value)}
+            used = {self.node_text(n) for n in referenced_names(value)}
             if name not in used and name != "goto" and name.isidentifier():
                 return name
         return "__luau_t"
@@ -341,7 +347,7 @@ class _Translator:
         replace: dict[int, list[Item]] = {len(children) - 1: [close]}
         if body is not None:
             body_index = next(index for index, child in enumerate(children) if child == body)
-            replace[body_index] = self.block(body, wrap_trailing_return=_has_direct_continue(body))
+            replace[body_index] = self.block(body, wrap_trailing_return=has_direct_continue(body))
         return [*self.children(node, replace), self.loops.pop]
 
     def block(self, block: tree_sitter.Node, wrap_trailing_return: bool) -> list[Item]:
@@ -354,17 +360,17 @@ class _Translator:
 
     def repeat_loop(self, node: tree_sitter.Node) -> list[Item]:
         body = node.child_by_field_name("body")
-        if body is None or not _has_direct_continue(body):
+        if body is None or not has_direct_continue(body):
             return self.children(node)
         statements = [child for child in body.named_children if child.type != "comment"]
-        first_jump = next(s for s in statements if _has_direct_continue(s))
+        first_jump = next(s for s in statements if has_direct_continue(s))
         skipped = statements[statements.index(first_jump) :]
         condition = node.child_by_field_name("condition")
-        declared = {name for statement in skipped for name in _declared_names(statement, self.node_text)}
-        for name_node in _referenced_names(condition):
+        declared = {name for statement in skipped for name in declared_names(statement, self.node_text)}
+        for name_node in referenced_names(condition):
             name = self.node_text(name_node)
             if name in declared:
-                continue_node = _first_continue(first_jump)
+                continue_node = first_continue(first_jump)
                 line, _ = self.positions.line_col(len(self.data[: continue_node.start_byte].decode()))
                 raise self.error(
                     name_node,
@@ -508,92 +514,6 @@ def _concatenation(pieces: list[list[Item]]) -> list[Item]:
         return items
     middle = len(pieces) // 2
     return [b"(", *_concatenation(pieces[:middle]), b") .. (", *_concatenation(pieces[middle:]), b")"]
-
-
-# Tree queries -------------------------------------------------------------------------------------
-#
-# None of these asks a node for its parent or siblings: tree-sitter finds those by walking down
-# from the root, which in a deep tree would make the translation quadratic.
-
-
-def _operator_index(children: list[tree_sitter.Node]) -> int:
-    """The index of a binary expression's operator among its children (comments may come first)."""
-    return next(index for index, child in enumerate(children) if not child.is_named)
-
-
-def _is_string_valued(node: tree_sitter.Node) -> bool:
-    """A string literal, an interpolated string or another concatenation: never a number."""
-    if node.type == "string":
-        return True
-    if node.type == "binary_expression":
-        children = node.children
-        return children[_operator_index(children)].type == ".."
-    return False
-
-
-def _walk_same_loop(node: tree_sitter.Node):
-    """``node`` and its descendants, not entering nested loops' bodies or functions."""
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        yield current
-        for child in reversed(current.children):
-            if child.type in _FUNCTIONS:
-                continue
-            if child.type in _LOOPS:
-                # A nested loop's header still belongs to this loop; only its body does not.
-                stack.extend(c for c in reversed(child.children) if c.type != "block")
-                continue
-            stack.append(child)
-
-
-def _has_direct_continue(node: tree_sitter.Node | None) -> bool:
-    return node is not None and any(n.type == "continue_statement" for n in _walk_same_loop(node))
-
-
-def _first_continue(node: tree_sitter.Node) -> tree_sitter.Node:
-    return next(n for n in _walk_same_loop(node) if n.type == "continue_statement")
-
-
-def _declared_names(statement: tree_sitter.Node, text: Callable[[tree_sitter.Node], str]) -> list[str]:
-    """Names a top-level statement of a block declares as locals."""
-    if statement.type == "variable_declaration":
-        declaration = statement.named_children[0]
-        if declaration.type == "assignment_statement":
-            declaration = declaration.named_children[0]
-        return [text(n) for n in declaration.named_children if n.type == "identifier"]
-    if statement.type == "function_declaration" and statement.children[0].type == "local":
-        name = statement.child_by_field_name("name")
-        return [text(name)] if name is not None else []
-    return []
-
-
-# Where an identifier child is not read as a variable here: a field or method name, a table key.
-_NAME_FIELDS = {
-    "dot_index_expression": "field",
-    "bracket_index_expression": "field",
-    "method_index_expression": "method",
-    "field": "name",
-}
-
-
-def _referenced_names(node: tree_sitter.Node) -> list[tree_sitter.Node]:
-    """Identifiers used as variables in ``node`` (not field or method names), outside functions."""
-    if node.type == "identifier":
-        return [node]
-    found = []
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        field = _NAME_FIELDS.get(current.type)
-        not_a_variable = current.child_by_field_name(field) if field else None
-        for child in current.children:
-            if child.type == "identifier":
-                if not_a_variable is None or child != not_a_variable:
-                    found.append(child)
-            elif child.type not in _FUNCTIONS:
-                stack.append(child)
-    return found
 
 
 def _lua_string(raw: str) -> str:
