@@ -61,7 +61,7 @@ FRAGMENTS = [
 ]
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.sampled_from(FRAGMENTS), min_size=1, max_size=12).map(" ".join))
 def test_what_the_check_accepts_tree_sitter_parses(source: str) -> None:
     found = verdicts(source)
@@ -193,7 +193,7 @@ class Programs:
         return self.pick(" ", "\n").join(statements)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.randoms(use_true_random=False))
 def test_the_check_and_tree_sitter_agree_on_programs_and_their_mutations(rng: random.Random) -> None:
     program = Programs(rng).block(rng.randint(1, 4))
