@@ -120,6 +120,8 @@ class Lexer:
 
     def tokenize(self) -> list[Token]:
         source, size = self.source, self.size
+        if not source.isascii():
+            self.check_encodable()
         tokens: list[Token] = []
         append = tokens.append
         # The common tokens are read inline, with their steps counted here (the hot loop).
@@ -180,6 +182,14 @@ class Lexer:
             raise self.fail(interpolation_starts[-1], message)
         append(Token(EOF, "", size, size))
         return tokens
+
+    def check_encodable(self) -> None:
+        """A str may hold what no UTF-8 text can (a lone surrogate, from a lenient decoder):
+        refused here, rather than failing later where the parser encodes the text."""
+        try:
+            self.source.encode()
+        except UnicodeEncodeError as error:
+            raise self.fail(error.start, "Invalid character: the script is not Unicode text") from None
 
     def operator(self, pos: int) -> str:
         """The longest operator at ``pos``."""

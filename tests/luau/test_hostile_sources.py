@@ -17,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from lua_runtime.guild_vm import GuildVM, ScriptSource
 from lua_runtime.limits import SandboxLimits
@@ -286,6 +288,27 @@ def test_many_interpolations_in_one_string_keep_their_order() -> None:
     run = LuauVM().run(source)
     assert run.error is None
     assert run.output == ["".join(f"{i}-" for i in range(1, 301))]
+
+
+# Any text at all ----------------------------------------------------------------------------------------
+
+FRAGMENTS = [
+    *("local", "function", "end", "if", "then", "else", "while", "do", "for", "in", "repeat", "until"),
+    *("return", "continue", "type", "x", "f", "1", "0x", "'s", "'s'", "`a{", "}b`", "[[", "]]", "--"),
+    *("=", "+=", ",", ";", "(", ")", "{", "}", "[", "]", ".", ":", "::", "..", "...", "+", "%", "#"),
+    *("<", ">", "->", "?", "|", "&", "@native", "\\z", "\n", " ", "\ud800"),
+]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(st.text(max_size=100), st.lists(st.sampled_from(FRAGMENTS), max_size=40).map(" ".join)))
+def test_any_text_translates_or_is_a_syntax_error(source: str) -> None:
+    try:
+        lua = translate(source)
+    except LuauSyntaxError as error:
+        assert 1 <= error.line <= source.count("\n") + 1
+    else:
+        assert lua.count("\n") == source.count("\n")
 
 
 # The backstop around tree-sitter -----------------------------------------------------------------------
