@@ -3,8 +3,8 @@
 ``Lexer.steps`` counts the characters the scanner examined. A scanner that backtracks (a regex
 whose alternatives can split the same text in many ways, as `"(?:\\z\\s*|\\[\\s\\S])*"` did on an
 unfinished string: 2^n ways for n escapes) or rescans (searching again from the start of a token)
-breaks the bound below on the sources Hypothesis makes: random text, random mixes of Luau token
-fragments, and runs of escapes, quotes and brackets. The bound is counted, not timed.
+breaks the bound below on the sources Hypothesis makes: random text and bytes, random mixes of Luau
+token fragments, and runs of escapes, quotes and brackets. The bound is counted, not timed.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ FRAGMENTS = [
 
 sources = st.one_of(
     st.text(max_size=200),
+    st.binary(max_size=200).map(lambda data: data.decode("latin-1")),
+    st.binary(max_size=200).map(lambda data: data.decode("utf-8", "replace")),
     st.lists(st.sampled_from(FRAGMENTS), max_size=60).map("".join),
     st.lists(
         st.sampled_from(["\\", "z", "\\z", " ", "\n", '"', "'", "`", "{", "}", "\r\n"]), max_size=80
