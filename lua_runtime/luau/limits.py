@@ -24,10 +24,10 @@ MAX_NESTING = 190
 MAX_TYPE_NESTING = 200
 
 #: CPU seconds tree-sitter may spend on one parse before it is stopped with "too complex to parse".
-#: The parser only ever sees text whose first syntax error (if any) is near its end (see
-#: ``parser.py``), where it is linear: a 64 KiB script parses in about 30 ms. This is the backstop for
-#: a disagreement between Warden's syntax check and tree-sitter's grammar, whose error recovery is
-#: quadratic on long runs of errors (65,000 commas take 14 s).
+#: tree-sitter only ever parses code Warden's syntax check accepts (see ``parser.py``), which it
+#: does in linear time: a 64 KiB script in about 30 ms. This is the backstop for a disagreement
+#: between the check and tree-sitter's grammar, since tree-sitter's error recovery is quadratic on
+#: long runs of errors (65,000 commas take 14 s).
 PARSE_CPU_SECONDS = 1.0
 
 #: Memory the translation cache may hold (sources and their translations, as Python measures the
