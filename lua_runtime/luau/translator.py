@@ -57,7 +57,13 @@ _FLAT_PIECES = 8
 
 def translate_tree(text: str, tree: tree_sitter.Tree) -> str:
     """The Lua 5.4 source for ``text`` (type-free Luau) parsed as ``tree``."""
-    return _Translator(text).render(tree.root_node)
+    translator = _Translator(text)
+    root = tree.root_node
+    # The root's range leaves out the spaces and line breaks before the first token: kept, so
+    # that the lines after them stay where they are.
+    before = translator.source(0, root.start_byte)
+    after = translator.source(root.end_byte, len(translator.data))
+    return before + translator.render(root) + after
 
 
 def lua_number(literal: str) -> str:

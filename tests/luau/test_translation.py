@@ -38,6 +38,18 @@ print(label, s, #rows, total % 3)
     assert run.output == ["big 4\ta4b\t0\t1"]
 
 
+@pytest.mark.parametrize("source", ["\n", "\n\n", "  \n\t\n", "\n\nlocal x = nil + 1\n", " \n -- c\n"])
+def test_blank_lines_before_the_first_statement_are_kept(source: str) -> None:
+    lua = translate(source)
+    assert lua.count("\n") == source.count("\n")
+    assert lua.strip() == translate(source.strip() + "\n").strip()
+
+
+def test_a_runtime_error_after_leading_blank_lines_names_its_line() -> None:
+    run = LuauVM().run("\n\n\nlocal x = nil + 1\n")
+    assert run.error is not None and run.error.startswith("script:4:")
+
+
 def test_translations_are_cached() -> None:
     source = "local cached_marker = 1 + 1\n"
     translation_cache.clear()
