@@ -8,29 +8,36 @@ translated code calls, and it loads the rest of the library in groups (``numbers
 :func:`library_chunk`. This package never imports discord.py.
 
 The pipeline, one module per job: ``lexer`` (tokens), ``erasure`` (type annotations blanked),
-``parser`` (tree-sitter, syntax diagnostics), ``translator`` (the tree to Lua 5.4). Translations
-are cached here, keyed on the source.
+``syntax`` (the syntax check, which also bounds nesting), ``parser`` (tree-sitter, syntax
+diagnostics), ``translator`` and ``tree`` (the tree to Lua 5.4); ``limits`` holds their bounds.
+Every stage is linear in the size of the source. Translations are cached (``cache``), keyed on
+the source and bounded by bytes.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from lua_runtime.luau.cache import CacheInfo, TranslationCache
 from lua_runtime.luau.erasure import erase_types
 from lua_runtime.luau.errors import LuauSyntaxError
 from lua_runtime.luau.lexer import tokenize
+from lua_runtime.luau.limits import CACHE_BYTES
 from lua_runtime.luau.parser import parse
 from lua_runtime.luau.translator import translate_tree
 
 __all__ = [
     "LIBRARY_PREFIX",
     "STDLIB_PATH",
+    "CacheInfo",
     "LuauSyntaxError",
+    "TranslationCache",
     "cached_translation",
     "group_source",
     "library_chunk",
     "remember_translation",
     "translate",
+    "translation_cache",
 ]
 
 #: The Lua 5.4 chunk that adds Luau's standard library to a VM (see its header for the contract).
@@ -56,37 +63,36 @@ def group_source(name: str) -> bytes:
     return library_chunk(name).read_bytes()
 
 
-#: Distinct sources kept translated: every script of every guild a process serves, with room to spare.
-CACHE_SIZE = 2048
-
-_translations: dict[str, str] = {}
-
-
-def cached_translation(source: str) -> str | None:
-    """The cached translation of ``source``, or None: never translates."""
-    return _translations.get(source)
-
-
-def remember_translation(source: str, lua: str) -> None:
-    """Cache ``lua`` as the translation of ``source``, made elsewhere (a translation process)."""
-    if len(_translations) >= CACHE_SIZE:
-        _translations.pop(next(iter(_translations)))
-    _translations[source] = lua
+#: Every translation this process made or was handed, within CACHE_BYTES (see limits.py).
+translation_cache = TranslationCache(CACHE_BYTES)
 
 
 def translate(source: str) -> str:
     """Luau ``source`` as Lua 5.4 source: same number of lines, every statement on its own line.
 
     Raises :class:`LuauSyntaxError` (line and column in ``source``) for code that is not Luau, or
-    that uses Lua 5.4 syntax Luau does not have (``goto``, ``<close>``, bitwise operators).
+    that uses Lua 5.4 syntax Luau does not have (``goto``, ``<close>``, bitwise operators), or that
+    nests deeper than Lua 5.4 can compile. Time and memory are linear in the size of ``source``.
     Translations are cached, so the same source is parsed once.
     """
-    cached = _translations.get(source)
-    if cached is not None:
-        return cached
-    tokens = tokenize(source)
-    text = erase_types(source, tokens)
-    tree = parse(text, tokens)
-    lua = translate_tree(text, tree)
-    remember_translation(source, lua)
+    lua = translation_cache.get(source)
+    if lua is None:
+        tokens = tokenize(source)
+        text, code_tokens = erase_types(source, tokens)
+        tree = parse(text, code_tokens)
+        lua = translate_tree(text, tree)
+        translation_cache.put(source, lua)
     return lua
+
+
+def remember_translation(source: str, lua: str) -> None:
+    """Seeds the cache with ``lua``, the translation of ``source`` that ``translate`` made in another
+    process (a worker that translated an upload where a stall could be killed): the next
+    ``translate(source)`` here returns it without parsing."""
+    translation_cache.put(source, lua)
+
+
+def cached_translation(source: str) -> str | None:
+    """The cached translation of ``source``, or None: never translates (for a caller that must
+    translate elsewhere, such as the thread strategies' translation process)."""
+    return translation_cache.get(source)

@@ -26,22 +26,29 @@ from __future__ import annotations
 
 from lua_runtime.luau.errors import LuauSyntaxError, Positions
 from lua_runtime.luau.lexer import EOF, INTERP_END, NAME, NUMBER, OP, STRING, Token
+from lua_runtime.luau.limits import MAX_TYPE_NESTING
 
 # After one of these tokens (or a name, number or string), a name starts a new statement: they end
 # an expression or a statement.
 _CLOSERS = frozenset({")", "]", "}", "...", ";"})
-
-#: Deepest nesting of types the eraser follows (it recurses once per level), as the translator
-#: limits the nesting of code.
-MAX_TYPE_DEPTH = 200
 _PAIRS = {"(": ")", "{": "}", "[": "]", "<": ">"}
+# The tokens after which annotations may follow, or which begin one (as a name or an operator).
+_WHERE_TYPES_BEGIN = frozenset({"local", "for", "function", "::", "@", "type", "export"})
+# Luau's own words (its limit is higher: see limits.py).
+_TOO_DEEP = "Exceeded allowed recursion depth; simplify your type to make it compile"
 
 
-def erase_types(source: str, tokens: list[Token]) -> str:
-    """``source`` with its type annotations blanked out (same length, same lines)."""
+def erase_types(source: str, tokens: list[Token]) -> tuple[str, list[Token]]:
+    """``source`` with its type annotations blanked out (same length, same lines), and its tokens
+    without those of the annotations (with a ``;`` token where a ``;`` replaced a blank)."""
     eraser = _Eraser(source, tokens)
-    eraser.run()
-    return eraser.result()
+    try:
+        eraser.run()
+    except RecursionError:
+        # The type parser recurses at most three frames per level of MAX_TYPE_NESTING, far inside
+        # Python's limit; this is only for a caller that was already deep in its stack.
+        raise eraser.error(eraser.tok, _TOO_DEEP) from None
+    return eraser.result(), eraser.erased_tokens()
 
 
 class _Eraser:
@@ -91,13 +98,15 @@ class _Eraser:
     # Walking the program --------------------------------------------------------------------------
 
     def run(self) -> None:
-        while self.tok.kind != EOF:
-            token = self.tok
-            if token.kind == NUMBER and token.text[2:3] == "_" and token.text[1:2] in "xXbB":
-                self.zeros.append(token.start + 2)
-                self.advance()
-            elif token.kind != NAME and token.kind != OP:
-                self.advance()
+        tokens = self.tokens
+        while True:
+            token = tokens[self.i]
+            if token.text not in _WHERE_TYPES_BEGIN:  # most tokens: stepped over here, quickly
+                if token.kind == EOF:
+                    return
+                if token.kind == NUMBER and token.text[2:3] == "_" and token.text[1:2] in "xXbB":
+                    self.zeros.append(token.start + 2)
+                self.i += 1
             elif token.is_keyword("local"):
                 self.advance()
                 if not self.tok.is_keyword("function"):
@@ -205,25 +214,29 @@ class _Eraser:
 
     def type_(self) -> None:
         """Type ::= ['|' | '&'] SimpleType {'?'} {('|' | '&') SimpleType {'?'}}"""
+        if self.tok.is_op("|", "&"):
+            self.advance()
+        while True:
+            self.simple_type()
+            while self.tok.is_op("?"):
+                self.advance()
+            if not self.tok.is_op("|", "&"):
+                self.type_end = self.i
+                return
+            self.advance()
+
+    def simple_type(self) -> None:
+        # Every recursion of the type parser passes here (a type inside a table, a function type,
+        # a type argument, a pack `...T`), so this bounds the Python stack the eraser uses.
         self.depth += 1
-        if self.depth > MAX_TYPE_DEPTH:
-            message = "Exceeded allowed recursion depth; simplify your type to make it compile"
-            raise self.error(self.tok, message)
+        if self.depth > MAX_TYPE_NESTING:
+            raise self.error(self.tok, _TOO_DEEP)
         try:
-            if self.tok.is_op("|", "&"):
-                self.advance()
-            while True:
-                self.simple_type()
-                while self.tok.is_op("?"):
-                    self.advance()
-                if not self.tok.is_op("|", "&"):
-                    self.type_end = self.i
-                    return
-                self.advance()
+            self.simple_type_at_depth()
         finally:
             self.depth -= 1
 
-    def simple_type(self) -> None:
+    def simple_type_at_depth(self) -> None:
         token = self.tok
         if token.kind == NAME and token.text not in _KEYWORDS_BEFORE_EXPRESSION:
             self.advance()
@@ -330,18 +343,43 @@ class _Eraser:
             self.semicolons.append(start.start)
 
     def result(self) -> str:
+        """The source with the blanks and zeros applied; blank ranges never overlap."""
         if not self.blanks and not self.zeros:
             return self.source
-        chars = list(self.source)
-        for index in self.zeros:
-            chars[index] = "0"
-        for start, end in self.blanks:
-            for index in range(start, end):
-                if chars[index] != "\n":
-                    chars[index] = " "
-        for index in self.semicolons:
-            chars[index] = ";"
-        return "".join(chars)
+        source = self.source
+        semicolons = set(self.semicolons)
+        zeros = [(index, index + 1, True) for index in self.zeros]
+        edits = sorted([*((start, end, False) for start, end in self.blanks), *zeros])
+        pieces = []
+        position = 0
+        for start, end, is_zero in edits:
+            pieces.append(source[position:start])
+            if is_zero:
+                pieces.append("0")
+            else:
+                # Spaces for everything but line breaks, so that lines and columns stay put.
+                blank = "\n".join(" " * len(line) for line in source[start:end].split("\n"))
+                pieces.append(";" + blank[1:] if start in semicolons else blank)
+            position = end
+        pieces.append(source[position:])
+        return "".join(pieces)
+
+    def erased_tokens(self) -> list[Token]:
+        """The tokens outside the blanked ranges, with a ``;`` token where ``result`` put one."""
+        if not self.blanks:
+            return self.tokens
+        semicolons = set(self.semicolons)
+        kept: list[Token] = []
+        blanks = iter(self.blanks)
+        blank = next(blanks, None)
+        for token in self.tokens:
+            while blank is not None and token.start >= blank[1]:
+                blank = next(blanks, None)
+            if blank is None or token.start < blank[0]:
+                kept.append(token)
+            elif token.start == blank[0] and token.start in semicolons:
+                kept.append(Token(OP, ";", token.start, token.start + 1))
+        return kept
 
 
 # Words after which an expression is expected, so a following `type` is a name, not an alias.

@@ -1,15 +1,22 @@
 """Parsing and syntax diagnostics: type-free Luau text in, a tree-sitter tree out, or a
 ``LuauSyntaxError`` that reads like Luau's own.
 
-tree-sitter always produces a tree; a syntax error shows up as ERROR and MISSING nodes, which say
-where things went wrong but not why. The most common mistakes are unbalanced blocks and brackets
-(``end``, ``until``, ``)``), so those are explained first from the tokens, the way Luau words them;
-anything else is described from the first ERROR or MISSING node.
+tree-sitter parses valid code in linear time, but its error recovery is quadratic on a long run of
+errors (65,000 commas: 14 s). So the syntax check (``syntax.py``) reads the tokens first, and
+tree-sitter only parses code the check accepts. A CPU backstop (``PARSE_CPU_SECONDS``) stops a
+parse that still runs long, which only a disagreement between the check and tree-sitter's grammar
+could cause, with "too complex to parse".
+
+The syntax check words its errors as Luau does. The most common mistakes are unbalanced blocks and
+brackets (``end``, ``until``, ``)``), which are explained from the tokens when they come no later
+than the error found; where tree-sitter alone sees an error, it is described from the first ERROR
+or MISSING node of its tree.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 
 import tree_sitter
@@ -17,23 +24,65 @@ import tree_sitter_luau
 
 from lua_runtime.luau.errors import LuauSyntaxError, Positions
 from lua_runtime.luau.lexer import EOF, INTERP_BEGIN, INTERP_END, INTERP_MID, KEYWORDS, NAME, OP, Token
+from lua_runtime.luau.limits import PARSE_CPU_SECONDS
+from lua_runtime.luau.syntax import find_syntax_problem
 
 LANGUAGE = tree_sitter.Language(tree_sitter_luau.language())
 
 # A tree-sitter Parser is not safe to share between threads; guild VMs translate on worker threads.
 _local = threading.local()
 
+TOO_COMPLEX = "This script is too complex to parse; simplify the code near this line"
+
 
 def parse(text: str, tokens: list[Token]) -> tree_sitter.Tree:
-    """The tree of ``text`` (type-free Luau). ``tokens`` are the source's tokens, for diagnostics."""
-    parser = getattr(_local, "parser", None)
-    if parser is None:
-        parser = _local.parser = tree_sitter.Parser(LANGUAGE)
-    tree = parser.parse(text.encode())
-    if tree.root_node.has_error:
+    """The tree of ``text`` (type-free Luau); ``tokens`` are its tokens (none of the erased types)."""
+    problem = find_syntax_problem(tokens, text)
+    if problem is not None:
+        positions = Positions(text)
+        error = positions.error(tokens[problem.index].start, problem.message)
+        # An unbalanced block or bracket no later than the problem explains it best.
+        unbalanced = None if problem.conclusive else check_blocks(tokens, positions)
+        if unbalanced is not None and (unbalanced.line, unbalanced.column) <= (error.line, error.column):
+            raise unbalanced
+        raise error
+    tree = parse_text(text)
+    if tree.root_node.has_error:  # the syntax check let through what tree-sitter refuses
         positions = Positions(text)
         raise check_blocks(tokens, positions) or describe_error(tree, text, tokens, positions)
     return tree
+
+
+def parse_text(text: str) -> tree_sitter.Tree:
+    """tree-sitter's tree of ``text``, or "too complex to parse" past PARSE_CPU_SECONDS.
+
+    The tree is read from a callback (the only way to get a progress callback), so it holds no
+    copy of the text: ``Node.text`` on it crashes py-tree-sitter 0.26.1. Slice the text instead.
+    """
+    parser = getattr(_local, "parser", None)
+    if parser is None:
+        parser = _local.parser = tree_sitter.Parser(LANGUAGE)
+    data = memoryview(text.encode())
+    deadline = time.thread_time() + PARSE_CPU_SECONDS
+    reached = [0]
+
+    def read(offset: int, _point: tree_sitter.Point) -> memoryview:
+        return data[offset:]
+
+    def progress(offset: int, _has_error: bool) -> bool:
+        # Must not raise: tree-sitter's Python binding cannot take an exception from here.
+        try:
+            reached[0] = offset
+            return time.thread_time() > deadline
+        except BaseException:
+            return True
+
+    try:
+        return parser.parse(read, progress_callback=progress)
+    except ValueError:  # the parse was cancelled: the parser must forget it before the next one
+        parser.reset()
+        offset = len(bytes(data[: reached[0]]).decode(errors="ignore"))
+        raise Positions(text).error(offset, TOO_COMPLEX) from None
 
 
 # Blocks and brackets --------------------------------------------------------------------------------
@@ -153,18 +202,17 @@ def check_blocks(tokens: list[Token], positions: Positions) -> LuauSyntaxError |
 def describe_error(
     tree: tree_sitter.Tree, text: str, tokens: list[Token], positions: Positions
 ) -> LuauSyntaxError:
-    """A syntax error for the first ERROR or MISSING node of ``tree``."""
+    """A syntax error for the culprit of ``tree`` (see ``_culprit``)."""
     byte_to_char = _ByteOffsets(text)
-    node = _first_error(tree.root_node)
-    keyword = _keyword_as_name(tree.root_node)
-    if keyword is not None and (node is None or node.end_byte > keyword.start_byte):
-        # Recovering, tree-sitter may take a keyword for a name (`a +` then `end`): unless an error
-        # ends before it, that is the culprit.
-        word = keyword.text.decode()
-        expected = "Expected expression, got" if keyword.parent.type in _EXPRESSION_PARENTS else "Unexpected"
-        return positions.error(byte_to_char(keyword.start_byte), f"{expected} '{word}'")
+    data = text.encode()
+    node = _culprit(tree.root_node, data)
     if node is None:  # has_error with neither kind of node cannot happen; be safe all the same
         return positions.error(0, "Syntax error")
+    if node.type == "identifier" and not node.is_missing:
+        # Recovering, tree-sitter may take a keyword for a name (`a +` then `end`).
+        word = data[node.start_byte : node.end_byte].decode()
+        expected = "Expected expression, got" if node.parent.type in _EXPRESSION_PARENTS else "Unexpected"
+        return positions.error(byte_to_char(node.start_byte), f"{expected} '{word}'")
     start = byte_to_char(node.start_byte)
     end = byte_to_char(node.end_byte)
     following = next((t for t in tokens if t.start >= end), tokens[-1])
@@ -194,6 +242,16 @@ def describe_error(
     return positions.error(first.start, f"Unexpected {first.describe()}")
 
 
+def _culprit(root: tree_sitter.Node, data: bytes) -> tree_sitter.Node | None:
+    """The node a syntax error is reported at: a keyword tree-sitter took for a name, unless an
+    error ends before it; else the first ERROR or MISSING node; None in a tree without errors."""
+    node = _first_error(root) if root.has_error else None
+    keyword = _keyword_as_name(root, data)
+    if keyword is not None and (node is None or node.end_byte > keyword.start_byte):
+        return keyword
+    return node
+
+
 _STATEMENT_KEYWORDS = frozenset(
     {"local", "function", "for", "while", "repeat", "if", "return", "do", "break", "end", "until"}
     | {"else", "elseif"}
@@ -206,12 +264,12 @@ _EXPRESSION_PARENTS = frozenset(
 )
 
 
-def _keyword_as_name(root: tree_sitter.Node) -> tree_sitter.Node | None:
-    """The first identifier node whose text is a keyword, in a tree with errors."""
+def _keyword_as_name(root: tree_sitter.Node, data: bytes) -> tree_sitter.Node | None:
+    """The first identifier node whose text (in ``data``, the parsed text) is a keyword."""
     stack = [root]
     while stack:
         node = stack.pop()
-        if node.type == "identifier" and node.text.decode() in KEYWORDS:
+        if node.type == "identifier" and data[node.start_byte : node.end_byte].decode() in KEYWORDS:
             return node
         stack.extend(reversed(node.children))
     return None

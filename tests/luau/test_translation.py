@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from lua_runtime.luau import LuauSyntaxError, translate
+from lua_runtime.luau import LuauSyntaxError, translate, translation_cache
 from lua_runtime.luau.translator import lua_number
 from tests.luau.harness import LuauVM
 
@@ -38,13 +38,25 @@ print(label, s, #rows, total % 3)
     assert run.output == ["big 4\ta4b\t0\t1"]
 
 
+@pytest.mark.parametrize("source", ["\n", "\n\n", "  \n\t\n", "\n\nlocal x = nil + 1\n", " \n -- c\n"])
+def test_blank_lines_before_the_first_statement_are_kept(source: str) -> None:
+    lua = translate(source)
+    assert lua.count("\n") == source.count("\n")
+    assert lua.strip() == translate(source.strip() + "\n").strip()
+
+
+def test_a_runtime_error_after_leading_blank_lines_names_its_line() -> None:
+    run = LuauVM().run("\n\n\nlocal x = nil + 1\n")
+    assert run.error is not None and run.error.startswith("script:4:")
+
+
 def test_translations_are_cached() -> None:
     source = "local cached_marker = 1 + 1\n"
-    translate.cache_clear()
+    translation_cache.clear()
     first = translate(source)
-    assert translate.cache_info().misses == 1
+    assert translation_cache.info().misses == 1
     assert translate(source) is first
-    assert translate.cache_info().hits == 1
+    assert translation_cache.info().hits == 1
 
 
 def test_plain_lua_text_is_kept_apart_from_numbers() -> None:
