@@ -354,7 +354,7 @@ local module_loaders = {
     -- falls back to 900 s without task).
     return lazy(function()
       return host_module("discord")(push_action, {
-        describe = describe, utf8_len = utf8_len, find = str_find,
+        describe = describe, utf8_len = utf8_len, find = str_find, contents = contents, charge = charge,
         max_delete_after = task_config and task_config.max_delay,
       })
     end)
