@@ -273,20 +273,22 @@ class GuildVM:
         if kind is not None:
             self.load_errors.append(ScriptError(script.name, kind, _clip(detail), line))
         resting = sandbox.ceilings.resting
-        if sandbox.memory_used() <= resting or (used := sandbox.collect_garbage()) <= resting:
-            return [] if kind is not None else list(detail.values())
-        # The top level kept so much that the VM has no room left for an event's payload. Its
-        # handlers go, and with them what it kept: rebuilding would only load it again.
-        if kind is None:
-            build["unload"](script.name)
-            message = (
-                f"{self._memory_message()}: the top level left {used / MiB:.1f} MiB in use, too "
-                "little room to run events; the script is not loaded (keep less at load time)"
-            )
-            self.load_errors.append(ScriptError(script.name, "memory_limit", message))
-        if sandbox.collect_garbage() > resting:
-            self.trusted = False
-        return []
+        if sandbox.memory_used() > resting and sandbox.collect_garbage() > resting:
+            if kind is None:
+                # The top level kept so much that the VM has no room left for an event's payload.
+                # Its handlers go, and with them what it kept: a rebuild would only load it again.
+                message = (
+                    f"{self._memory_message()}: the top level left {sandbox.memory_used() / MiB:.1f} "
+                    "MiB in use, too little room to run events; the script is not loaded (keep less "
+                    "at load time)"
+                )
+                self.load_errors.append(ScriptError(script.name, "memory_limit", message))
+                kind = "memory_limit"
+                build["unload"](script.name)
+                sandbox.collect_garbage()
+            if sandbox.memory_used() > resting:
+                self.trusted = False
+        return [] if kind is not None else list(detail.values())
 
     def _memory_message(self) -> str:
         return memory_limit_message(self.limits)

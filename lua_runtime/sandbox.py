@@ -10,8 +10,14 @@ Two lupa facts drive the shape of this module:
   coroutine guest code runs in); the hook reads this thread's CPU clock through a Python function
   that only the kernel's locals can reach.
 * If the host pushes a value into a runtime whose heap is at ``max_memory``, Lua raises an
-  unprotected error and the whole process aborts. So the guest's ceiling is in force only while a
-  guest call runs (:meth:`Sandbox.guest_call`); host work happens under a higher ceiling.
+  unprotected error and the whole process aborts (or, inside a Python callback, the thread waits
+  forever for the GIL it holds). So the guest's ceiling is in force only while a guest call runs
+  (:meth:`Sandbox.guest_ceiling`); host work happens under a higher ceiling, with headroom. The
+  headroom is for host work only: a host callback that hands data to running guest code (a
+  ``@warden/kv`` answer, a host module) first checks that it fits under the *guest's* ceiling
+  (:meth:`Sandbox.lift_for`, with an estimate from ``heap_cost``), and a VM that ends a call with
+  too little room under it is rebuilt before its next push (``Ceilings.resting``, ``GuildVM``).
+  Every new callback that returns data into the VM must do the same.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@
 -- A builder never reads a script's table twice and never runs its metamethods: a __len or __index
 -- may answer differently each time it is asked (a body checked with 10 embeds could be sent with
 -- 2,500), and would run the script's code inside the builder. So a message body is first copied,
--- whole and once, with raw reads, into a plain table (snapshot below); only the copy is checked,
+-- whole and once, with raw reads, into a plain table (copy below); only the copy is checked,
 -- and the action is built from the copy. Of the message reply answers, its two ids are read raw.
 --
 -- Returns a factory; the kernel calls it, on a script's first require, with push (appends an action,
@@ -52,9 +52,11 @@ local MAX_ENTRIES = 3 + MAX_EMBEDS * (1 + 7 + 2 + MAX_FIELDS * 4)
 -- Stands in, in a copy, for a table nested deeper than MAX_DEPTH: no valid body has one there, so
 -- checking the copy rejects it where it is (a body that contains itself ends up here too).
 local TOO_DEEP = {}
-local copied = 0 -- entries copied by the current snapshot
+local copied = 0 -- entries copied so far by the current copy
 
+-- A plain copy of table `t` at `depth` (1 for a builder's argument: see the top of this file).
 local function copy(t, depth)
+  if depth == 1 then copied = 0 end
   local out = {}
   for k, v in next, contents(t) do
     copied = copied + 1
@@ -66,13 +68,6 @@ local function copy(t, depth)
     out[k] = v
   end
   return out
-end
-
--- A plain copy of `v` when it is a table (see the top of this file), or `v` itself.
-local function snapshot(v)
-  if type(v) ~= "table" then return v end
-  copied = 0
-  return copy(v, 1)
 end
 
 -- Checking -----------------------------------------------------------------------------------------
@@ -244,7 +239,7 @@ local function set(action, name, v)
   elseif name == "delete_message_seconds" then
     action.delete_message_seconds = v == nil and 0 or whole(v, name, 0, MAX_BAN_DELETE)
   elseif name == "body" then
-    message_body(action, snapshot(v))
+    message_body(action, type(v) == "table" and copy(v, 1) or v)
   elseif name == "msg" then
     if type(v) ~= "table" then
       error("reply needs the message to answer (the handler's msg), got " .. describe(v), 0)
