@@ -155,6 +155,20 @@ SETTINGS: tuple[SettingSpec, ...] = (
         limit=True,
     ),
     SettingSpec(
+        "VM_MAX_ACTIONS_PER_WINDOW",
+        "max_actions_per_window",
+        _positive_int("actions"),
+        "Moderation actions a server's scripts may request per action window",
+        limit=True,
+    ),
+    SettingSpec(
+        "VM_ACTION_WINDOW_SECONDS",
+        "action_window_seconds",
+        _positive_int("seconds"),
+        "Length of the action window, in seconds",
+        limit=True,
+    ),
+    SettingSpec(
         "VM_MAX_OUTPUT_PER_EVENT", "max_output_per_event", _parse_size, "print bytes per event", limit=True
     ),
     SettingSpec(

@@ -9,7 +9,8 @@ A dry run never sleeps. The VM runs on a virtual clock: after the handler, the t
 the actions they ask for carry ``after``, the seconds between the event and their timer. A script
 may wait in a loop forever, so timers are followed for :data:`TIMER_HORIZON_SECONDS` of virtual
 time, :data:`MAX_TIMER_RUNS` runs and :data:`TIMER_CPU_BUDGETS` event budgets of CPU at most; those
-left are counted in ``pending_timers``.
+left are counted in ``pending_timers``. The run has an action window of its own, on its virtual
+clock, as a guild has in the worker.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from lua_runtime.action_window import ActionWindow
 from lua_runtime.events import sample_payload
 from lua_runtime.guild_vm import GuildVM, ScriptRejected, ScriptSource, Translator, translate_script
 from lua_runtime.kv_store import DryRunKV, KeyValueStore
@@ -148,8 +150,11 @@ def dry_run(
     clock = VirtualClock()
     vm = _load(run, script, limits, kv, clock, translator)
     if run.error is None:
-        _take(run, vm.dispatch(event, payload), None)
-        _follow_timers(run, vm, clock)
+        window = ActionWindow(limits)
+        result = vm.dispatch(event, payload, window.allowance(clock.now))
+        window.record(clock.now, len(result.actions))
+        _take(run, result, None)
+        _follow_timers(run, vm, clock, window)
     run.cpu_ms = (time.thread_time() - started) * 1000
     run.memory_bytes = vm.memory_used()
     return run
@@ -164,7 +169,7 @@ def _take(run: DryRun, result: EventResult, after: float | None) -> None:
         run.error = result.errors[0]
 
 
-def _follow_timers(run: DryRun, vm: GuildVM, clock: VirtualClock) -> None:
+def _follow_timers(run: DryRun, vm: GuildVM, clock: VirtualClock, window: ActionWindow) -> None:
     """Run the timers the handler set, in virtual time, as the worker would run them when due."""
     allowance = time.thread_time() + TIMER_CPU_BUDGETS * vm.limits.cpu_ms_per_event / 1000
     for _ in range(MAX_TIMER_RUNS):
@@ -172,5 +177,7 @@ def _follow_timers(run: DryRun, vm: GuildVM, clock: VirtualClock) -> None:
         if due is None or due > TIMER_HORIZON_SECONDS or time.thread_time() >= allowance:
             break
         clock.now = max(clock.now, due)
-        _take(run, vm.run_timers(), round(clock.now, 3))
+        result = vm.run_timers(window.allowance(clock.now))
+        window.record(clock.now, len(result.actions))
+        _take(run, result, round(clock.now, 3))
     run.pending_timers = vm.pending_timers

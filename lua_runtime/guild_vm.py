@@ -23,21 +23,37 @@ from typing import Any
 from lupa import lua54
 
 from lua_runtime.events import EVENT_NAMES
+from lua_runtime.heap_cost import lua_cost
 from lua_runtime.kv_store import KeyValueStore
-from lua_runtime.limits import MIN_TASK_WAIT_SECONDS, SandboxLimits
+from lua_runtime.limits import MIN_TASK_WAIT_SECONDS, MiB, SandboxLimits
 from lua_runtime.luau import LuauSyntaxError, translate
 from lua_runtime.results import MAX_ERROR_CHARS, EventResult, OutputLine, ScriptError
-from lua_runtime.sandbox import GuildKV, Sandbox, memory_limit_message
+from lua_runtime.sandbox import HOST_HEADROOM, GuildKV, Sandbox, memory_limit_message
 from lua_runtime.translation_process import TranslationAborted
 
 log = logging.getLogger(__name__)
 
 #: After a memory-limit error, a VM whose live heap is still above this share of its ceiling is
-#: rebuilt from its scripts: it would fail every event, and its next host push could abort.
+#: rebuilt from its scripts: it would fail every event. (A VM is rebuilt too, error or not, when
+#: its live heap ends a call above its resting ceiling: see ``Ceilings.resting``.)
 UNTRUSTED_HEAP_SHARE = 0.75
 
 #: Deepest nesting accepted in an event payload (real payloads are three levels deep).
 MAX_PAYLOAD_DEPTH = 8
+
+#: The most heap an event's payload may take once in Lua. The payload is pushed with the host's
+#: ceiling in force, into a VM that keeps at least the host's headroom free between calls: half of
+#: that headroom leaves the rest for the call's own host work.
+MAX_PAYLOAD_COST = HOST_HEADROOM // 2
+
+#: A payload whose entries and characters (``check_plain``'s count) are at most this many costs at
+#: most MAX_PAYLOAD_COST, without counting it exactly: each entry is a table slot, a key string and
+#: a table or string of its own (176 bytes at most), each character at most 4 bytes of UTF-8.
+_CHEAP_PAYLOAD_SIZE = (MAX_PAYLOAD_COST - 64) // 176
+
+#: The action allowance of a call made without one (``GuildVM`` used on its own, in tests and
+#: benchmarks): the worker loop and dry runs pass the guild's, from its action window.
+UNLIMITED_ACTIONS = 2**31
 
 #: The event name of the result of a run of timers.
 TIMER_EVENT = "timer"
@@ -96,25 +112,47 @@ def translate_script(script: ScriptSource, limits: SandboxLimits, translator: Tr
         raise ScriptRejected(ScriptError(script.name, "limit", _clip(str(exc)))) from None
 
 
-def check_plain(value: Any, depth: int = 0) -> None:
+def check_plain(value: Any, depth: int = 0) -> int:
     """Refuse anything but plain data: a Python object reachable from Lua would open Python to it.
 
-    ``value`` is a dict or a list; scalars are checked inline, so only containers recurse.
+    ``value`` is a dict or a list; scalars are checked inline, so only containers recurse. Returns
+    its size: its entries and the characters of its keys and strings, all levels counted (the
+    payload's cost in the VM is bounded from it: see _CHEAP_PAYLOAD_SIZE).
     """
     if depth >= MAX_PAYLOAD_DEPTH:
         raise ValueError(f"payload nested deeper than {MAX_PAYLOAD_DEPTH} levels")
     if type(value) is dict:
+        size = len(value)
         for key, item in value.items():
             if type(key) is not str:
                 raise ValueError(f"payload keys must be strings, got {key!r}")
-            if type(item) not in _PLAIN_SCALARS:
-                check_plain(item, depth + 1)
-    elif type(value) is list:
+            if type(item) is str:
+                size += len(key) + len(item)
+            elif type(item) in _PLAIN_SCALARS:
+                size += len(key)
+            else:
+                size += len(key) + check_plain(item, depth + 1)
+        return size
+    if type(value) is list:
+        size = len(value)
         for item in value:
-            if type(item) not in _PLAIN_SCALARS:
-                check_plain(item, depth + 1)
-    else:
-        raise ValueError(f"payloads hold plain data only, got {type(value).__name__}")
+            if type(item) is str:
+                size += len(item)
+            elif type(item) not in _PLAIN_SCALARS:
+                size += check_plain(item, depth + 1)
+        return size
+    raise ValueError(f"payloads hold plain data only, got {type(value).__name__}")
+
+
+def check_payload(payload: dict[str, Any]) -> None:
+    """Refuse a payload that is not plain data, or too big to push into a VM safely."""
+    if check_plain(payload) > _CHEAP_PAYLOAD_SIZE:
+        cost = lua_cost(payload)
+        if cost > MAX_PAYLOAD_COST:
+            raise ValueError(
+                f"payload too large: about {cost / MiB:.1f} MiB once in Lua; the limit is "
+                f"{MAX_PAYLOAD_COST / MiB:g} MiB"
+            )
 
 
 def lua_to_python(value: Any, depth: int = 0) -> Any:
@@ -235,6 +273,7 @@ class GuildVM:
             return []
         sandbox = self._sandbox
         # The source goes into the VM under the host ceiling; the guest ceiling applies to its run.
+        # The VM keeps its host headroom free between calls (see below), so the source fits.
         args = sandbox.lua.table(script.name, lua_source)
         deadline = time.thread_time() + self._budget_s
         try:
@@ -243,38 +282,67 @@ class GuildVM:
         except lua54.LuaMemoryError:
             kind, detail, line = "memory_limit", self._memory_message(), None
         self._take_output(build["load_output"](), self.load_output)
+        del args
         if kind is not None:
             self.load_errors.append(ScriptError(script.name, kind, _clip(detail), line))
-            if kind == "memory_limit":
-                self._check_trust()
-            return []
-        return list(detail.values())
+        resting = sandbox.ceilings.resting
+        if sandbox.memory_used() > resting and sandbox.collect_garbage() > resting:
+            if kind is None:
+                # The top level kept so much that the VM has no room left for an event's payload.
+                # Its handlers go, and with them what it kept: a rebuild would only load it again.
+                message = (
+                    f"{self._memory_message()}: the top level left {sandbox.memory_used() / MiB:.1f} "
+                    "MiB in use, too little room to run events; the script is not loaded (keep less "
+                    "at load time)"
+                )
+                self.load_errors.append(ScriptError(script.name, "memory_limit", message))
+                kind = "memory_limit"
+                build["unload"](script.name)
+                sandbox.collect_garbage()
+            if sandbox.memory_used() > resting:
+                self.trusted = False
+        return [] if kind is not None else list(detail.values())
 
     def _memory_message(self) -> str:
         return memory_limit_message(self.limits)
 
-    def _check_trust(self) -> None:
-        if self._sandbox.collect_garbage() > self.limits.max_memory * UNTRUSTED_HEAP_SHARE:
+    def _check_trust(self, result: EventResult) -> None:
+        """After a call that had errors or ended with its heap above the resting ceiling: a VM whose
+        live heap, once collected, is above the resting ceiling (or, after a memory-limit error,
+        above UNTRUSTED_HEAP_SHARE of its ceiling) is rebuilt before its next host push."""
+        sandbox = self._sandbox
+        limit = sandbox.ceilings.resting
+        if any(error.kind == "memory_limit" for error in result.errors):
+            limit = min(limit, int(self.limits.max_memory * UNTRUSTED_HEAP_SHARE))
+        elif sandbox.memory_used() <= limit:
+            return
+        if sandbox.collect_garbage() > limit:
             self.trusted = False
 
     def memory_used(self) -> int:
         return self._sandbox.memory_used()
 
     def _rebuild(self) -> None:
-        """Build the VM again from its scripts after a memory-limit error; its timers are dropped."""
+        """Build the VM again from its scripts once its heap stays too full; its timers are dropped."""
         self.rebuilds += 1
-        log.info("guild %s: rebuilding its VM after a memory-limit error", self.guild_id)
+        log.info("guild %s: rebuilding its VM: its heap stayed nearly full", self.guild_id)
         self._load_all()
 
-    def dispatch(self, event: str, payload: dict[str, Any]) -> EventResult:
-        """Run every loaded handler for ``event`` with ``payload``; never raises for guest faults."""
+    def dispatch(
+        self, event: str, payload: dict[str, Any], action_allowance: int = UNLIMITED_ACTIONS
+    ) -> EventResult:
+        """Run every loaded handler for ``event`` with ``payload``; never raises for guest faults.
+
+        ``action_allowance``: the actions the guild may still request in its action window (see
+        ``action_window.py``); a script that asks for more is stopped with a ``limit`` error.
+        """
         names = self._handlers.get(event)
         result = EventResult(event)
         if names is None:
             if event not in EVENT_NAMES:
                 raise ValueError(f"unknown event {event!r}")
             return result
-        check_plain(payload)
+        check_payload(payload)
         if not self.trusted:
             self._rebuild()
             names = self._handlers.get(event)
@@ -289,7 +357,7 @@ class GuildVM:
         sandbox._in_guest = True
         deadline = time.thread_time() + self._budget_s
         try:
-            produced = self._kernel_dispatch(event, lua_payload, deadline, self._budget_ms)
+            produced = self._kernel_dispatch(event, lua_payload, deadline, self._budget_ms, action_allowance)
         except lua54.LuaMemoryError:
             produced = _KERNEL_OUT_OF_MEMORY
         except lua54.LuaError as exc:
@@ -301,16 +369,15 @@ class GuildVM:
         if produced is _KERNEL_OUT_OF_MEMORY or isinstance(produced, lua54.LuaError):
             self._kernel_failed(produced, names[0], result)
             return result
-        if produced is None:
-            if self.pending_timers:
-                self.pending_timers, self.next_timer_due = 0, None
-            return result
-        self._collect(produced, result)
-        if any(error.kind == "memory_limit" for error in result.errors):
-            self._check_trust()
+        if produced is not None:
+            self._collect(produced, result)
+        elif self.pending_timers:
+            self.pending_timers, self.next_timer_due = 0, None
+        if result.errors or lua.get_memory_used() > sandbox.ceilings.resting:
+            self._check_trust(result)
         return result
 
-    def run_timers(self) -> EventResult:
+    def run_timers(self, action_allowance: int = UNLIMITED_ACTIONS) -> EventResult:
         """Resume the threads whose timers are due now, in due order; never raises for guest faults.
 
         Each resumption is a turn of its own, with the budgets of an event (CPU, actions, output);
@@ -319,6 +386,7 @@ class GuildVM:
         that the worker can serve other guilds before it comes back. The result is the event
         ``"timer"``'s: actions, output and errors as for an event, ``scripts`` those whose
         threads ran. A VM that stopped being trustworthy is rebuilt instead, which drops its timers.
+        ``action_allowance`` is the guild's, as for :meth:`dispatch`, shared by the whole run.
         """
         result = EventResult(TIMER_EVENT)
         if not self.pending_timers:
@@ -331,7 +399,9 @@ class GuildVM:
         lua.set_max_memory(sandbox.ceilings.guest)
         sandbox._in_guest = True
         try:
-            produced = self._kernel_run_timers(self._clock(), self._budget_s, self._budget_ms, self._budget_s)
+            produced = self._kernel_run_timers(
+                self._clock(), self._budget_s, self._budget_ms, self._budget_s, action_allowance
+            )
         except lua54.LuaMemoryError:
             produced = _KERNEL_OUT_OF_MEMORY
         except lua54.LuaError as exc:
@@ -345,13 +415,13 @@ class GuildVM:
             return result
         if produced is None:
             self.pending_timers, self.next_timer_due = 0, None
-            return result
-        ran = produced["ran"]
-        if ran is not None:
-            result.scripts = list(dict.fromkeys(ran.values()))
-        self._collect(produced, result)
-        if any(error.kind == "memory_limit" for error in result.errors):
-            self._check_trust()
+        else:
+            ran = produced["ran"]
+            if ran is not None:
+                result.scripts = list(dict.fromkeys(ran.values()))
+            self._collect(produced, result)
+        if result.errors or lua.get_memory_used() > sandbox.ceilings.resting:
+            self._check_trust(result)
         return result
 
     def drop_due_timers(self, message: str) -> EventResult:
@@ -375,7 +445,7 @@ class GuildVM:
         if produced is _KERNEL_OUT_OF_MEMORY:
             # The kernel's own bookkeeping ran out of room: the running script filled the heap.
             result.errors.append(ScriptError(running, "memory_limit", self._memory_message()))
-            self._check_trust()
+            self._check_trust(result)
         else:
             # Its stack or heap exhausted beyond what the kernel can inspect: rebuild the VM before
             # its next event (or timer).

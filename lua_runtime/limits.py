@@ -28,6 +28,11 @@ class SandboxLimits:
     cpu_ms_per_event: int = 100
     #: Moderation actions one event may request, across all of the guild's scripts.
     max_actions_per_event: int = 20
+    #: Moderation actions the guild's scripts may request in any action_window_seconds, across
+    #: events and timers (the worker keeps the window: ``lua_runtime/action_window.py``).
+    max_actions_per_window: int = 60
+    #: The length of that window, in seconds.
+    action_window_seconds: int = 10
     #: Bytes of ``print`` output kept per event; the rest is cut with a marker.
     max_output_per_event: int = 4 * KiB
     #: Size of one script's source, in bytes.

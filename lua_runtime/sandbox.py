@@ -10,8 +10,14 @@ Two lupa facts drive the shape of this module:
   coroutine guest code runs in); the hook reads this thread's CPU clock through a Python function
   that only the kernel's locals can reach.
 * If the host pushes a value into a runtime whose heap is at ``max_memory``, Lua raises an
-  unprotected error and the whole process aborts. So the guest's ceiling is in force only while a
-  guest call runs (:meth:`Sandbox.guest_call`); host work happens under a higher ceiling.
+  unprotected error and the whole process aborts (or, inside a Python callback, the thread waits
+  forever for the GIL it holds). So the guest's ceiling is in force only while a guest call runs
+  (:meth:`Sandbox.guest_ceiling`); host work happens under a higher ceiling, with headroom. The
+  headroom is for host work only: a host callback that hands data to running guest code (a
+  ``@warden/kv`` answer, a host module) first checks that it fits under the *guest's* ceiling
+  (:meth:`Sandbox.lift_for`, with an estimate from ``heap_cost``), and a VM that ends a call with
+  too little room under it is rebuilt before its next push (``Ceilings.resting``, ``GuildVM``).
+  Every new callback that returns data into the VM must do the same.
 """
 
 from __future__ import annotations
@@ -31,8 +37,9 @@ from typing import Any
 from lupa import lua54
 
 from lua_runtime.events import EVENT_NAMES
+from lua_runtime.heap_cost import lua_cost, text_cost
 from lua_runtime.kv_store import KeyValueStore, KVError, KVQuotaExceeded
-from lua_runtime.limits import MiB, SandboxLimits
+from lua_runtime.limits import KiB, MiB, SandboxLimits
 from lua_runtime.luau import LIBRARY_PREFIX, library_chunk
 
 #: Instructions between two budget checks. Each check calls into Python (about 0.3 µs), so this
@@ -40,8 +47,23 @@ from lua_runtime.luau import LIBRARY_PREFIX, library_chunk
 HOOK_PERIOD = 10_000
 
 #: Room above the guest ceiling for host work (payload tables, results, reloading). Host work never
-#: needs more than a few hundred KiB; the rest is margin against the abort described above.
+#: needs more than a few hundred KiB; the rest is margin against the abort described above. A big
+#: VM gets half its ceiling: Lua's string table doubles in one step when a push interns a string,
+#: and may then hold a third of the heap.
 HOST_HEADROOM = 8 * MiB
+
+#: Room a VM must keep under its guest ceiling between two calls, for the next host push (an event's
+#: payload, a call's results). A VM that ends a call with less, even after a full collection, is
+#: rebuilt before its next event (see ``GuildVM``).
+HOST_PUSH_SAFETY = 256 * KiB
+
+#: Added to every estimate of a push made while the guest runs (see :meth:`Sandbox.lift_for`): what
+#: ``heap_cost`` does not count, the string table's and the registry's growth in a small VM.
+PUSH_SLACK = 16 * KiB
+
+#: Heap bytes a host module takes once loaded, per byte of its bytecode, rounded up: the bytecode
+#: string itself, and prototypes of about 2.5 times its size (``bench/sandbox.py`` has the figures).
+MODULE_COST_PER_BYTE = 5
 
 _LUA_DIR = resources.files("lua_runtime") / "lua"
 
@@ -94,12 +116,24 @@ def memory_limit_message(limits: SandboxLimits) -> str:
     return f"memory limit exceeded ({limits.max_memory / MiB:g} MiB per server)"
 
 
+def action_window_message(limits: SandboxLimits) -> str:
+    """The message of the ``limit`` error of a script whose server's action window is spent."""
+    return (
+        f"too many actions: at most {limits.max_actions_per_window} per "
+        f"{limits.action_window_seconds:g} s per server"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Ceilings:
-    """The two heap ceilings of a sandbox, in bytes."""
+    """The heap ceilings of a sandbox, in bytes."""
 
+    #: In force while guest code runs; a host push made meanwhile must fit under it too.
     guest: int
+    #: In force while the host works, and during a push it has checked fits under ``guest``.
     host: int
+    #: The most a VM may keep between two calls: the guest's ceiling less HOST_PUSH_SAFETY.
+    resting: int
 
     @classmethod
     def for_limits(cls, limits: SandboxLimits) -> Ceilings:
@@ -109,7 +143,12 @@ class Ceilings:
 @functools.cache
 def _ceilings(limits: SandboxLimits) -> Ceilings:
     # One record per set of limits, shared by every VM built under them (thousands per worker).
-    return Ceilings(guest=limits.max_memory, host=limits.max_memory + HOST_HEADROOM)
+    guest = limits.max_memory
+    return Ceilings(
+        guest=guest,
+        host=guest + max(HOST_HEADROOM, guest // 2),
+        resting=guest - min(HOST_PUSH_SAFETY, guest // 4),
+    )
 
 
 class Sandbox:
@@ -132,7 +171,8 @@ class Sandbox:
         run = lua.execute
         # lupa registers a `python` module in every runtime, whatever the options say.
         run(b"python = nil; package.loaded.python = nil")
-        fetch, fetched = _host_module_service(weakref.ref(self))
+        host_fetch, fetched = _host_module_service(weakref.ref(self))
+        fetch = run(_bytecode("fetch"), host_fetch)
         config = lua.table_from(
             {
                 "clock": time.thread_time,
@@ -142,6 +182,7 @@ class Sandbox:
                 "max_actions": limits.max_actions_per_event,
                 "max_output": limits.max_output_per_event,
                 "memory_message": memory_limit_message(limits),
+                "window_message": action_window_message(limits),
                 "kv_max_key_bytes": limits.kv_max_key_bytes,
                 "events": list(EVENT_NAMES),
                 # Lua would seed math.random from the state's address (see kernel.lua).
@@ -179,6 +220,24 @@ class Sandbox:
             self._in_guest = False
             lua.set_max_memory(self.ceilings.host)
 
+    def lift_for(self, cost: int) -> bool:
+        """Make room for a push of about ``cost`` bytes (see ``heap_cost``) from a host callback.
+
+        While the guest runs, the push must fit under the guest's ceiling: data the guest can reach
+        never lives in the headroom, or a guest could fill the headroom with it (a table of
+        ``kv.get`` results costs it no allocation of its own) until a push aborts the process. When
+        it fits, the host's ceiling is lifted for the push, and the caller's Lua side puts the
+        guest's back; when it does not, nothing changes and the caller pushes nothing but numbers,
+        booleans or nil. Outside guest calls the host's ceiling is in force already.
+        """
+        if not self._in_guest:
+            return True
+        lua = self._lua
+        if (lua.get_memory_used() or 0) + cost + PUSH_SLACK > self.ceilings.guest:
+            return False
+        lua.set_max_memory(self.ceilings.host)
+        return True
+
     def memory_used(self) -> int:
         """Bytes the guest side of this VM holds (lupa's count, without the runtime's base)."""
         return self._lua.get_memory_used() or 0
@@ -189,22 +248,25 @@ class Sandbox:
 
 
 def _host_module_service(sandbox_ref: weakref.ref[Sandbox]) -> tuple[Any, Any]:
-    """The two functions the kernel loads host modules with, on first use.
+    """The two functions host modules are loaded with, on first use: ``fetch`` and ``fetched``.
 
     Most host code (the pattern wrappers and engine, ``@warden/discord``) is compiled into a VM only
     when a script first needs it: every guild VM would otherwise carry all of it. The bytecode is
-    handed over from Python, and handing a new string to a VM whose guest heap is full would abort
-    the process, so ``fetch`` lifts the ceiling to the host's for the load and ``fetched`` puts the
-    guest's back. The functions hold the sandbox weakly: the runtime keeps them alive, and a strong
-    reference back would keep every runtime alive forever (lupa runtimes are not garbage-collected
-    through Lua's registry).
+    handed over from Python, and handing a new string to a VM whose heap is full would abort the
+    process: ``fetch(name)`` returns it, with the host's ceiling lifted for the load, only when the
+    loaded module fits under the guest's ceiling (``Sandbox.lift_for``), and nil otherwise
+    (``lua/fetch.lua`` collects garbage and asks again, then fails with the memory error);
+    ``fetched()`` puts the guest's ceiling back. The functions hold the sandbox weakly: the runtime
+    keeps them alive, and a strong reference back would keep every runtime alive forever (lupa
+    runtimes are not garbage-collected through Lua's registry).
     """
 
-    def fetch(name: str) -> bytes:
+    def fetch(name: str) -> bytes | None:
+        chunk = _bytecode(name)
         sandbox = sandbox_ref()
-        if sandbox is not None and sandbox._in_guest:
-            sandbox._lua.set_max_memory(sandbox.ceilings.host)
-        return _bytecode(name)
+        if sandbox is not None and not sandbox.lift_for(MODULE_COST_PER_BYTE * len(chunk)):
+            return None
+        return chunk
 
     def fetched() -> None:
         sandbox = sandbox_ref()
@@ -222,43 +284,65 @@ class GuildKV:
     guild_id: int
 
 
-def _kv_service(sandbox_ref: weakref.ref[Sandbox], kv: GuildKV) -> Any:
-    """The function behind ``@warden/kv``: ``call(op, key, arg, ttl) -> ok, result, is_quota``.
+#: How a ``@warden/kv`` call ended, as kv.lua reads it. Numbers, because pushing one into the VM
+#: allocates nothing: NO_ROOM must reach a VM whose heap is full.
+KV_OK, KV_ERROR, KV_QUOTA, KV_NO_ROOM = 0, 1, 2, 3
 
-    It never raises (a Python exception would reach Lua as an object, not a message), and it lifts
-    the heap ceiling to the host's before any value goes back into the VM; the Lua side puts the
-    guest's back with ``fetched``. Values arrive JSON-encoded by kv.lua and leave as plain Lua data.
+#: Answers that take no room of their own in the VM.
+_NUMBERS = (bool, int, float)
+
+
+def _kv_service(sandbox_ref: weakref.ref[Sandbox], kv: GuildKV) -> Any:
+    """The function behind ``@warden/kv``: ``call(op, key, arg, ttl) -> status, result``.
+
+    ``status`` is one of the KV_* numbers; ``result`` is the answer (KV_OK), the message for the
+    author (KV_ERROR, KV_QUOTA), or nil (KV_NO_ROOM: the answer does not fit under the guest's
+    ceiling, and kv.lua collects garbage and asks again before it fails with the memory limit). A
+    failed read or write changes nothing, so asking again is safe. The function never raises (a
+    Python exception would reach Lua as an object, not a message). Values arrive JSON-encoded by
+    kv.lua and leave as plain Lua data, pushed with the host's ceiling lifted (``Sandbox.lift_for``);
+    kv.lua puts the guest's back with ``fetched``.
     """
     store, guild_id = kv.store, kv.guild_id
 
-    def call(op: str, key: str, arg: Any, ttl: float | None) -> tuple[bool, Any, bool]:
+    def call(op: str, key: str, arg: Any, ttl: float | None) -> tuple[int, Any]:
         sandbox = sandbox_ref()
         if sandbox is None:
-            return False, "kv: this VM is shutting down", False
-        if sandbox._in_guest:
-            sandbox._lua.set_max_memory(sandbox.ceilings.host)
-        try:
-            if op == "get":
-                value = store.get(guild_id, key)
-                if isinstance(value, (dict, list)):
-                    value = sandbox._lua.table_from(value, recursive=True)
-                return True, value, False
-            if op == "set":
-                store.set(guild_id, key, json.loads(arg), ttl)
-                return True, None, False
-            if op == "delete":
-                return True, store.delete(guild_id, key), False
-            if op == "incr":
-                return True, store.incr(guild_id, key, arg), False
-            if op == "keys":
-                return True, sandbox._lua.table_from(store.keys(guild_id, key)), False
-            return False, f"kv: unknown operation {op!r}", False
-        except KVQuotaExceeded as exc:
-            return False, str(exc), True
-        except KVError as exc:
-            return False, str(exc), False
-        except Exception:
-            log.exception("guild %s: kv.%s failed", guild_id, op)
-            return False, f"kv.{op} failed inside Warden; the error is in the bot's log", False
+            return KV_ERROR, None  # kv.lua has the message: no string is pushed
+        status, result = _kv_answer(store, guild_id, op, key, arg, ttl)
+        if result is None or type(result) in _NUMBERS:
+            return status, result  # nothing to allocate
+        cost = text_cost(result) if type(result) is str else lua_cost(result)
+        if not sandbox.lift_for(cost):
+            return KV_NO_ROOM, None
+        if type(result) is dict or type(result) is list:
+            result = sandbox._lua.table_from(result, recursive=True)
+        return status, result
 
     return call
+
+
+def _kv_answer(
+    store: KeyValueStore, guild_id: int, op: str, key: str, arg: Any, ttl: float | None
+) -> tuple[int, Any]:
+    """Carry out one ``@warden/kv`` operation: its KV_* status and its answer, as Python data."""
+    try:
+        if op == "get":
+            return KV_OK, store.get(guild_id, key)
+        if op == "set":
+            store.set(guild_id, key, json.loads(arg), ttl)
+            return KV_OK, None
+        if op == "delete":
+            return KV_OK, store.delete(guild_id, key)
+        if op == "incr":
+            return KV_OK, store.incr(guild_id, key, arg)
+        if op == "keys":
+            return KV_OK, store.keys(guild_id, key)
+        return KV_ERROR, f"kv: unknown operation {op!r}"
+    except KVQuotaExceeded as exc:
+        return KV_QUOTA, str(exc)
+    except KVError as exc:
+        return KV_ERROR, str(exc)
+    except Exception:
+        log.exception("guild %s: kv.%s failed", guild_id, op)
+        return KV_ERROR, f"kv.{op} failed inside Warden; the error is in the bot's log"

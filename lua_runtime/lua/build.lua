@@ -13,7 +13,7 @@
 --   begin(deadline, budget_ms), run_guest(name, f, arg), failure(co, err, name), describe(value),
 --   contents(t)     as in the kernel
 --   turn(op)        the kernel's window on its state; "output" is what the last call printed
--- and returns { compile = f, load = f, load_output = f }.
+-- and returns { compile = f, load = f, unload = f, load_output = f }.
 return function(k)
 local ENV_MT, EVENT_LIST, handlers = k.ENV_MT, k.events, k.handlers
 local begin, run_guest, failure, describe, contents, turn = k.begin, k.run_guest, k.failure, k.describe, k.contents, k.turn
@@ -78,6 +78,18 @@ function build.load(source, load_deadline, load_budget_ms)
     handlers[found[i]] = list
   end
   return nil, found, nil
+end
+
+-- Removes script `name`'s handlers, once its top level left the VM too full to run events: what
+-- the script kept goes with them (its globals are reachable from its handlers only). The idle
+-- runner's stack still holds the function it ran last, the script's chunk: an empty run replaces it.
+function build.unload(name)
+  for _, list in next, handlers do
+    for i = #list, 1, -1 do
+      if list[i].name == name then table.remove(list, i) end
+    end
+  end
+  run_guest(name, function() end)
 end
 
 -- Top-level output of the last load, in the dispatch result's shape, or nil.

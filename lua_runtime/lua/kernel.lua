@@ -10,6 +10,8 @@
 --   clock          function returning this thread's CPU time in seconds (Python's time.thread_time)
 --   hook_period    instructions between two budget checks
 --   max_actions    actions one event may request
+--   window_message the message of the limit error of a script that asks for more actions than its
+--                  server's action window allows (each call gets the allowance left in it)
 --   max_output     bytes of print output kept per event
 --   memory_message the message of a memory_limit error (the host formats it; lupa enforces the ceiling)
 --   fetch, fetched fetch(name) returns the bytecode of host module `name` (patterns,
@@ -38,6 +40,7 @@ local clock = config.clock
 local HOOK_PERIOD = config.hook_period
 local MAX_ACTIONS = config.max_actions
 local MAX_OUTPUT = config.max_output
+local WINDOW_MESSAGE = config.window_message
 -- The memory-limit message, made by the host: it is needed when the heap is full, where building
 -- it (string.format, which may have to be loaded first) could itself run out of memory.
 local MEMORY_MESSAGE = config.memory_message
@@ -213,10 +216,15 @@ local function guest_print(...)
   out_script[n_output], out_text[n_output] = current, text
 end
 
+-- The actions the server may still request in this call: what its action window has left (the
+-- worker keeps the window across events and timers; dispatch and run_timers get the allowance).
+local action_allowance = math.huge
+
 local function push_action(action)
   if n_actions - turn_actions >= MAX_ACTIONS then
     stop("limit", "too many actions in one event (the limit is " .. MAX_ACTIONS .. ")")
   end
+  if n_actions >= action_allowance then stop("limit", WINDOW_MESSAGE) end
   action.script = current
   n_actions = n_actions + 1
   actions[n_actions] = action
@@ -367,7 +375,7 @@ local module_loaders = {
     -- falls back to 900 s without task).
     return lazy(function()
       return host_module("discord")(push_action, {
-        describe = describe, utf8_len = utf8_len, find = str_find,
+        describe = describe, utf8_len = utf8_len, find = str_find, contents = contents, charge = charge,
         max_delete_after = task_config and task_config.max_delay,
       })
     end)
@@ -624,7 +632,7 @@ local handlers = {}
 local kernel = {}
 
 -- Loading scripts, which only a VM's build does, is in build.lua: an idle VM does not carry it.
--- Returns { compile = f, load = f, load_output = f }; see build.lua.
+-- Returns { compile = f, load = f, unload = f, load_output = f }; see build.lua.
 function kernel.build()
   return host_module("build")({
     ENV_MT = ENV_MT, events = EVENT_LIST, handlers = handlers, begin = begin, run_guest = run_guest,
@@ -653,11 +661,12 @@ end
 -- Runs every loaded handler for `event`, in load order, until the event's budget is spent. Returns
 -- what produced() says. Every handler but the last gets a copy of `payload` and the last the
 -- original, so that one script cannot rewrite what the next one sees. Threads a handler deferred
--- run right after it, in the event's budget.
-function kernel.dispatch(event, payload, event_deadline, event_budget_ms)
+-- run right after it, in the event's budget. The handlers may request `allowance` actions in all.
+function kernel.dispatch(event, payload, event_deadline, event_budget_ms, allowance)
   local list = handlers[event]
   if not list then return nil end
   begin(event_deadline, event_budget_ms)
+  action_allowance = allowance
   in_turn = true
   local spent_by = nil
   for i = 1, #list do
@@ -689,11 +698,13 @@ function kernel.configure_tasks(now, max_pending, max_delay, min_wait)
 end
 
 -- Resumes the threads whose timers are due at `at`, in due order, each in a turn of its own with a
--- budget of `budget_s` seconds of CPU; starts no new one once the call has used `spend_s`. Returns
--- what produced() says (nil when no timer was due and none is pending).
-function kernel.run_timers(at, budget_s, turn_budget_ms, spend_s)
+-- budget of `budget_s` seconds of CPU; starts no new one once the call has used `spend_s`. The
+-- turns may request `allowance` actions in all. Returns what produced() says (nil when no timer
+-- was due and none is pending).
+function kernel.run_timers(at, budget_s, turn_budget_ms, spend_s, allowance)
   if not tasks then return nil end
   begin(0, turn_budget_ms)
+  action_allowance = allowance
   in_turn = true
   return produced(tasks.run_due(at, budget_s, spend_s))
 end

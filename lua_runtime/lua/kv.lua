@@ -5,15 +5,20 @@
 -- the host would run outside the CPU budget). The host stores them durably before the call returns.
 --
 -- Returns a factory; the kernel calls it on a script's first require with:
---   call(op, key, arg, ttl) -> ok, result, is_quota   the host's store (ceiling lifted during it)
---   fetched()                                         puts the guest's heap ceiling back
---   helpers                                           { describe, utf8_len, gsub, stop, max_key_bytes }
+--   call(op, key, arg, ttl) -> status, result   the host's store (sandbox.py's _kv_service): status
+--                                               is OK, ERROR, QUOTA or NO_ROOM below; the ceiling
+--                                               is lifted when an answer is pushed
+--   fetched()                                   puts the guest's heap ceiling back
+--   helpers                                     { describe, utf8_len, gsub, stop, max_key_bytes }
 return function(call, fetched, helpers)
 local describe, utf8_len, gsub, stop = helpers.describe, helpers.utf8_len, helpers.gsub, helpers.stop
 local MAX_KEY_BYTES = helpers.max_key_bytes
 local type, next, error, rawlen, rawget, tostring = type, next, error, rawlen, rawget, tostring
 local math_type, format, concat, huge = math.type, string.format, table.concat, math.huge
 local MAX_DEPTH = 32
+local collect = collectgarbage
+-- sandbox.py's KV_OK, KV_QUOTA, KV_NO_ROOM (any other status is an error with a message).
+local OK, QUOTA, NO_ROOM = 0, 2, 3
 
 local function fail(message) error("kv: " .. message, 0) end
 
@@ -75,11 +80,20 @@ local function encode(value, depth, seen, out)
 end
 
 local function host(op, key, arg, ttl)
-  local ok, result, is_quota = call(op, key, arg, ttl)
+  local status, result = call(op, key, arg, ttl)
   fetched()
-  if not ok then
-    if is_quota then stop("limit", result) end
-    error(result, 0)
+  if status == NO_ROOM then
+    -- The answer does not fit under the guest's ceiling. The guest's own allocations collect
+    -- garbage before they fail: so does this, once. The call failed without effect, so it is safe
+    -- to make again.
+    collect()
+    status, result = call(op, key, arg, ttl)
+    fetched()
+    if status == NO_ROOM then stop("memory_limit") end
+  end
+  if status ~= OK then
+    if status == QUOTA then stop("limit", result) end
+    error(result or "kv: this server's VM is closing", 0)
   end
   return result
 end

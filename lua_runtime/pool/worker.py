@@ -25,6 +25,10 @@ deferred event would still cost the CPU its guild was denied; the guild runs aga
 bucket refills. Everything the guild makes a worker do (events, timers, VM builds, reloads, dry
 runs) is charged to its bucket.
 
+Each guild also has an action window (``action_window.py``): the actions its scripts may request in
+any ``action_window_seconds``, across events and runs of timers. The loop passes what is left of it
+into each call, and the kernel stops a script that asks for more with a ``limit`` error.
+
 Timers (the ``task`` library) belong to the guild's VM; the loop only wakes them. It keeps a heap
 of (due time, guild) on its ``clock``, waits on its inbox no longer than until the earliest, and
 files a due guild's run of timers in that guild's own queue, so that timer work keeps the guild's
@@ -47,6 +51,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from lua_runtime.action_window import ActionWindow
 from lua_runtime.dry_run import MAX_CPU_BUDGETS, dry_run, load_script
 from lua_runtime.guild_vm import GuildVM, Translator
 from lua_runtime.kv_store import DryRunKV, KeyValueStore
@@ -239,6 +244,7 @@ class _GuildSlot:
     CPU bucket, and where its timers stand."""
 
     __slots__ = (
+        "actions",
         "guild_id",
         "last_cost",
         "light",
@@ -275,6 +281,8 @@ class _GuildSlot:
         self.timers_queued = False
         #: The pending-timer count last sent to the facade.
         self.timers_reported = 0
+        #: The guild's action window, from its first action on (see action_window.py).
+        self.actions: ActionWindow | None = None
 
     def note_cost(self, cpu_seconds: float) -> None:
         """Its event or run of timers took ``cpu_seconds``. The guild is light unless its last two
@@ -523,13 +531,15 @@ class WorkerLoop:
         if self._watchdog is not None:
             self._arm_for_rebuild(self._watchdog, slot, vm)
         try:
-            result = vm.dispatch(action.event, action.payload)
+            result = vm.dispatch(action.event, action.payload, self._action_allowance(slot))
         except ValueError as exc:
             raise _RequestFailed(Failure("invalid_request", str(exc))) from None
         except Exception as exc:
             raise self._vm_failed(slot, exc, f"running the {action.event} event") from None
         cpu = self._charge(slot)
         slot.note_cost(cpu)
+        if result.actions:
+            self._record_actions(slot, len(result.actions))
         if vm.rebuilds != slot.rebuilds:
             self._note_rebuild(slot, vm)
         self._records.append(Reply(action.request_id, result, None, cpu))
@@ -564,11 +574,13 @@ class WorkerLoop:
             self._watchdog.arm(2 * self._event_budget, slot.guild_id)
             self._arm_for_rebuild(self._watchdog, slot, vm)
         try:
-            result = vm.run_timers()
+            result = vm.run_timers(self._action_allowance(slot))
         except Exception as exc:
             raise self._vm_failed(slot, exc, "running its timers") from None
         cpu = self._charge(slot)
         slot.note_cost(cpu)
+        if result.actions:
+            self._record_actions(slot, len(result.actions))
         if vm.rebuilds != slot.rebuilds:
             self._note_rebuild(slot, vm)
         self._records.append(TimerResult(slot.guild_id, result, cpu))
@@ -621,6 +633,20 @@ class WorkerLoop:
                 Failure("vm_failed", f"the sandbox that checks scripts failed ({type(exc).__name__})")
             ) from None
         self._records.append(Reply(action.request_id, run, None, self._charge(slot)))
+
+    # --- actions -------------------------------------------------------------------------------
+
+    def _action_allowance(self, slot: _GuildSlot) -> int:
+        """The actions the guild's scripts may still request in its action window."""
+        window = slot.actions
+        if window is None:
+            return self._limits.max_actions_per_window
+        return window.allowance(self._clock())
+
+    def _record_actions(self, slot: _GuildSlot, count: int) -> None:
+        if slot.actions is None:
+            slot.actions = ActionWindow(self._limits)
+        slot.actions.record(self._clock(), count)
 
     # --- timers --------------------------------------------------------------------------------
 

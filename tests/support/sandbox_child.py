@@ -14,6 +14,10 @@ The plan comes as one JSON object on stdin::
       "steps": [[1, "message", null], ...]              # guild, event, payload (null: the sample)
     }
 
+Each guild's ``@warden/kv`` is an in-memory store of its own (a ``DryRunKV``). A step whose event is
+``"timers"`` waits (sleeping, not spinning) until the guild's earliest timer is due, then runs the
+due timers.
+
 A script stuck in a C call or a hook-free finalizer burns CPU without end, and nothing can interrupt
 the Lua call from inside. So the child caps its own CPU time: a watchdog thread ends the process
 with status EXIT_CPU_SPENT once it has used ``cpu_seconds`` (lupa releases the GIL while Lua runs,
@@ -42,7 +46,11 @@ from typing import Any
 
 from lua_runtime.events import sample_payload
 from lua_runtime.guild_vm import GuildVM, ScriptSource
+from lua_runtime.kv_store import DryRunKV
 from lua_runtime.limits import SandboxLimits
+
+#: The step event that runs a guild's timers instead of dispatching an event.
+TIMERS = "timers"
 
 
 def emit(record: dict[str, Any]) -> None:
@@ -50,7 +58,8 @@ def emit(record: dict[str, Any]) -> None:
 
 
 def load_guild(guild_id: int, scripts: list[list[str]], limits: SandboxLimits) -> GuildVM:
-    vm = GuildVM(guild_id, [ScriptSource(name, source) for name, source in scripts], limits)
+    sources = [ScriptSource(name, source) for name, source in scripts]
+    vm = GuildVM(guild_id, sources, limits, DryRunKV(limits))
     emit(
         {
             "guild": guild_id,
@@ -65,7 +74,12 @@ def load_guild(guild_id: int, scripts: list[list[str]], limits: SandboxLimits) -
 def run_step(vm: GuildVM, event: str, payload: dict[str, Any] | None) -> None:
     record: dict[str, Any] = {"guild": vm.guild_id, "event": event}
     try:
-        result = vm.dispatch(event, sample_payload(event) if payload is None else payload)
+        if event == TIMERS:
+            if vm.next_timer_due is not None:
+                time.sleep(max(0.0, vm.next_timer_due - time.monotonic()))
+            result = vm.run_timers()
+        else:
+            result = vm.dispatch(event, sample_payload(event) if payload is None else payload)
     except Exception as exc:  # the parent asserts on it: dispatch must not raise for guest faults
         record["exception"] = f"{type(exc).__name__}: {exc}"
     else:
