@@ -2,7 +2,7 @@
 size and ends in a translation or a ``LuauSyntaxError`` with a line, never a hang, a
 ``RecursionError`` or a crash.
 
-The 64 KiB worst cases run in a child process (``translate_child.py``) under a CPU allowance per
+The 64 KiB worst cases run in a child process (``tests/support/translate_child.py``) under a CPU allowance per
 source: a regression to superlinear time (a backtracking regex, text rebuilt per link of a chain,
 tree-sitter recovering from a long run of errors: 14 s to days on these sources) fails its test
 there. Each class of the issue has its own test, with the issue's example and variants of it.
@@ -47,7 +47,7 @@ def translate_in_child(sources: dict[str, str]) -> dict[str, dict[str, object]]:
     """How the translation of each source ended, translated in a child under CPU_PER_SOURCE."""
     plan = {"cpu_seconds": CPU_PER_SOURCE, "sources": list(sources.items())}
     completed = subprocess.run(
-        [sys.executable, "-m", "tests.luau.translate_child"],
+        [sys.executable, "-m", "tests.support.translate_child"],
         input=json.dumps(plan),
         capture_output=True,
         text=True,
