@@ -26,6 +26,7 @@ from lua_runtime.events import EVENT_NAMES
 from lua_runtime.kv_store import KeyValueStore
 from lua_runtime.limits import MIN_TASK_WAIT_SECONDS, SandboxLimits
 from lua_runtime.luau import LuauSyntaxError, translate
+from lua_runtime.preemption import enter_call, leave_call
 from lua_runtime.results import MAX_ERROR_CHARS, EventResult, OutputLine, ScriptError
 from lua_runtime.sandbox import GuildKV, Sandbox, memory_limit_message
 
@@ -224,11 +225,15 @@ class GuildVM:
         # The source goes into the VM under the host ceiling; the guest ceiling applies to its run.
         args = sandbox.lua.table(script.name, lua_source)
         deadline = time.thread_time() + self._budget_s
+        slot = enter_call(sandbox.watch, deadline)
         try:
             with sandbox.guest_ceiling():
                 kind, detail, line = build["load"](args, deadline, self._budget_ms)
         except lua54.LuaMemoryError:
             kind, detail, line = "memory_limit", self._memory_message(), None
+        finally:
+            if leave_call(slot, sandbox.watch):
+                sandbox.forget_threads()
         self._take_output(build["load_output"](), self.load_output)
         if kind is not None:
             self.load_errors.append(ScriptError(script.name, kind, _clip(detail), line))
@@ -275,6 +280,8 @@ class GuildVM:
         lua.set_max_memory(sandbox.ceilings.guest)
         sandbox._in_guest = True
         deadline = time.thread_time() + self._budget_s
+        watch = sandbox.watch
+        slot = enter_call(watch, deadline)
         try:
             produced = self._kernel_dispatch(event, lua_payload, deadline, self._budget_ms)
         except lua54.LuaMemoryError:
@@ -285,6 +292,8 @@ class GuildVM:
         finally:
             sandbox._in_guest = False
             lua.set_max_memory(sandbox.ceilings.host)
+            if leave_call(slot, watch):
+                sandbox.forget_threads()
         if produced is _KERNEL_OUT_OF_MEMORY or isinstance(produced, lua54.LuaError):
             self._kernel_failed(produced, names[0], result)
             return result
@@ -317,6 +326,9 @@ class GuildVM:
         lua = sandbox.lua
         lua.set_max_memory(sandbox.ceilings.guest)
         sandbox._in_guest = True
+        # Each timer's turn gives the watchdog its own deadline; this one covers the kernel's work
+        # before the first (the run starts no turn once it has used one budget).
+        slot = enter_call(sandbox.watch, time.thread_time() + self._budget_s)
         try:
             produced = self._kernel_run_timers(self._clock(), self._budget_s, self._budget_ms, self._budget_s)
         except lua54.LuaMemoryError:
@@ -327,6 +339,8 @@ class GuildVM:
         finally:
             sandbox._in_guest = False
             lua.set_max_memory(sandbox.ceilings.host)
+            if leave_call(slot, sandbox.watch):
+                sandbox.forget_threads()
         if produced is _KERNEL_OUT_OF_MEMORY or isinstance(produced, lua54.LuaError):
             self._kernel_failed(produced, self.scripts[0].name, result)
             return result
