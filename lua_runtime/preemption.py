@@ -110,35 +110,34 @@ class ThreadWatch:
     def __init__(self) -> None:
         #: The CPU time (``time.thread_time()`` of the thread running the call) the call may run to.
         self.deadline = math.inf
-        #: Address of the kernel's current runner (0: none yet); it lives as long as the VM.
-        self.runner = 0
-        #: Addresses of the other threads the call entered, kept alive by the kernel.
-        self.threads: list[int] = []
+        #: Address of the kernel's current runner ("0": none); the kernel keeps it alive.
+        self.runner = "0"
+        #: Addresses of the other threads the call entered, kept alive by the kernel. Addresses
+        #: stay as Lua formats them (``0x55d5c3a0b2c8``) until a poke needs them: the kernel appends
+        #: to this list directly (``threads.append``: atomic, and the cheapest call from Lua), once
+        #: per thread per call, and the list is never replaced, only changed in place.
+        self.threads: list[str] = []
 
-    def update(self, op: str, *values: Any) -> None:
+    def update(self, op: str, value: Any = None, *more: str) -> None:
         """The kernel's side, called from Lua (threads.lua, run_guest, the timers' turns):
 
-        ``thread, address``  a thread guest code is about to enter;
-        ``runner, address``  the runner that replaces the last one;
+        ``runner, address``  the runner that replaces the last one ("0": none);
         ``keep, addresses...``  forget every thread but these;
         ``forget``           forget every thread but the runner;
         ``deadline, seconds``  the running turn's new deadline (a timer's resumption).
         """
-        if op == "thread":
-            # list.append is atomic; the watchdog tolerates seeing it or not.
-            self.threads.append(int(values[0], 16))
-        elif op == "deadline":
-            self.deadline = values[0]
-        else:
-            with _LOCK:
-                if op == "forget":
-                    self.threads.clear()
-                elif op == "keep":
-                    self.threads[:] = [int(address, 16) for address in values]
-                elif op == "runner":
-                    self.runner = int(values[0], 16)
-                else:
-                    raise ValueError(f"unknown preemption op {op!r}")
+        if op == "deadline":
+            self.deadline = value
+            return
+        with _LOCK:
+            if op == "forget":
+                self.threads.clear()
+            elif op == "keep":
+                self.threads[:] = () if value is None else (value, *more)
+            elif op == "runner":
+                self.runner = value
+            else:
+                raise ValueError(f"unknown preemption op {op!r}")
 
 
 class _Slot:
@@ -185,10 +184,10 @@ class _Watchdog:
     def _poke(self, watch: ThreadWatch) -> None:
         offset = self.hookcount_offset
         assert offset is not None
-        if watch.runner:
-            ctypes.c_int.from_address(watch.runner + offset).value = 1
-        for address in watch.threads:
-            ctypes.c_int.from_address(address + offset).value = 1
+        for address in (watch.runner, *watch.threads):
+            state = int(address, 16)
+            if state:
+                ctypes.c_int.from_address(state + offset).value = 1
 
     def _look(self) -> tuple[bool, float]:
         """Pokes the calls past their deadline. Returns whether any call is running, and how long
@@ -255,8 +254,9 @@ def _probe() -> int | None:
         state = ctypes.string_at(address, _STATE_BYTES)
         # basehookcount, hookcount and hookmask, in this order, on an int's alignment
         fields = struct.pack("=iii", count, count, _LUA_MASKCOUNT)
-        offsets.update(at + 4 for at in range(0, _STATE_BYTES - 11, 4) if state[at : at + 12] == fields)
-    if len(offsets) != 1:
+        found = [at + 4 for at in range(0, _STATE_BYTES - 11, 4) if state[at : at + 12] == fields]
+        offsets.add(found[0] if len(found) == 1 else -1)
+    if len(offsets) != 1 or -1 in offsets:
         return _off("the hook counts of a lua_State are not where Lua 5.4 keeps them")
     offset = offsets.pop()
     # The poke itself, in this thread: a hook due in 10^9 instructions must fire right after it.

@@ -45,7 +45,7 @@ HOOK_PERIOD = 10_000
 #: Switches between guest threads (a resume, and the return from it) between two budget checks:
 #: a thread runs at most HOOK_PERIOD instructions unchecked, so this bounds the instructions of a
 #: tree of short coroutines between two checks to (SWITCH_PERIOD + 1) * HOOK_PERIOD.
-SWITCH_PERIOD = 64
+SWITCH_PERIOD = 128
 
 #: Room above the guest ceiling for host work (payload tables, results, reloading). Host work never
 #: needs more than a few hundred KiB; the rest is margin against the abort described above.
@@ -164,7 +164,7 @@ class Sandbox:
             recursive=True,
         )
         if preemption_available():
-            config["preempt"] = self.watch.update
+            config["preempt"], config["watch"] = self.watch.update, self.watch.threads.append
         if kv is not None:
             config["kv"] = _kv_service(weakref.ref(self), kv)
         config["luau"] = run(_bytecode("luau_stdlib"), fetch, fetched)

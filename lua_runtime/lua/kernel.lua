@@ -10,8 +10,9 @@
 --   clock          function returning this thread's CPU time in seconds (Python's time.thread_time)
 --   hook_period    instructions between two budget checks
 --   switch_period  switches between guest threads between two budget checks (threads.lua)
---   preempt        the host's preemption watch (lua_runtime/preemption.py: ThreadWatch.update),
---                  told which threads guest code runs in; nil when preemption is off
+--   preempt, watch the host's preemption watch (lua_runtime/preemption.py: ThreadWatch.update
+--                  and ThreadWatch.threads.append), told which threads guest code runs in; nil
+--                  when preemption is off
 --   max_actions    actions one event may request
 --   max_output     bytes of print output kept per event
 --   memory_message the message of a memory_limit error (the host formats it; lupa enforces the ceiling)
@@ -40,7 +41,7 @@ local config = ...
 local clock = config.clock
 local HOOK_PERIOD = config.hook_period
 local SWITCH_PERIOD = config.switch_period
-local preempt = config.preempt
+local preempt, watch_thread = config.preempt, config.watch
 local MAX_ACTIONS = config.max_actions
 local MAX_OUTPUT = config.max_output
 -- The memory-limit message, made by the host: it is needed when the heap is full, where building
@@ -581,8 +582,8 @@ end
 -- threads.lua: the switches between guest threads, which the task and coroutine libraries make.
 local function load_threads()
   threads = host_module("threads")({
-    turn = turn, arm = arm, preempt = preempt, format = str_format, status = co_status,
-    switch_period = SWITCH_PERIOD,
+    turn = turn, stop = stop, arm = arm, preempt = preempt, watch = watch_thread, format = str_format,
+    status = co_status, resume = co_resume, switch_period = SWITCH_PERIOD,
   })
   return threads
 end
@@ -607,8 +608,7 @@ setmetatable(BASE, {
       lib = OS
     elseif name == "coroutine" then
       lib = host_module("coroutines")({
-        THREADS = THREADS, WAITING = WAITING, arm = arm, stop = stop, turn = turn, coroutine = raw_coroutine,
-        threads = threads or load_threads(),
+        THREADS = THREADS, WAITING = WAITING, arm = arm, coroutine = raw_coroutine, threads = threads or load_threads(),
       })
     elseif name == "task" and task_config ~= nil then
       lib = (tasks or load_tasks()).lib

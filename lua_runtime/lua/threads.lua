@@ -25,28 +25,31 @@
 --
 -- The kernel compiles this chunk into a VM with coroutines.lua or task.lua, the only ways guest
 -- code switches threads, and calls the factory once with `k`:
---   turn(op)        the running turn's state (see the kernel): "spent", "over_budget"
+--   turn(op)        the running turn's state (see the kernel): "spent", "over_budget", "unwind"
+--   stop(kind)      ends the running script's turn because a budget is spent
 --   arm(co, now)    puts the budget hook on a coroutine; with `now`, to fire at its next instruction
---   preempt         the host's ThreadWatch.update, or nil when preemption is off
---   format, status  Lua's string.format and coroutine.status
+--   preempt, watch  the host's ThreadWatch.update and ThreadWatch.threads.append (which takes the
+--                   address of a thread about to be entered), or nil when preemption is off
+--   format, status, resume  Lua's string.format, coroutine.status and coroutine.resume
 --   switch_period   SWITCH_PERIOD
--- and gets back { enter = f(co), leave = f() -> spent, forget = f() }.
+-- and gets back:
+--   resume(co, ...)  coroutine.resume for guests: a resume that spent the turn's budget ends the
+--                    resuming script's turn too
+--   wrap(co)         the function coroutine.wrap returns for `co`
+--   enter(co), leave() -> spent   around each resume of the task scheduler's, which handles what
+--                    its threads spent itself
+--   forget()         the call has ended: see kernel.forget
+-- The guest's resumes are written out here, with the switch counted inline, because a generator
+-- loop runs one per item.
 return function(k)
-local turn, arm, preempt, format, status = k.turn, k.arm, k.preempt, k.format, k.status
-local next, unpack = next, table.unpack
+local turn, stop, arm, preempt, watch = k.turn, k.stop, k.arm, k.preempt, k.watch
+local format, status, co_resume = k.format, k.status, k.resume
+local next, unpack, error = next, table.unpack, error
 local SWITCH_PERIOD = k.switch_period
-local LIVE_MIN <const> = 16
+local LIVE_MIN <const> = 64
 
 local switches = SWITCH_PERIOD
 local live, n_live, live_max = {}, 0, LIVE_MIN
-
--- Counts one switch; every SWITCH_PERIOD-th reads the clock. True once the turn is out of time.
-local function count()
-  switches = switches - 1
-  if switches > 0 then return false end
-  switches = SWITCH_PERIOD
-  return turn("over_budget")
-end
 
 -- Forgets every registered thread but those on the chain of resumes.
 local function compact()
@@ -69,23 +72,73 @@ local function register(co)
   local address = format("%p", co)
   live[co] = true
   n_live = n_live + 1
-  preempt("thread", address)
+  watch(address)
+end
+
+-- Reads the clock once every SWITCH_PERIOD switches: true once the turn is out of time.
+local function out_of_time()
+  switches = SWITCH_PERIOD
+  return turn("over_budget")
 end
 
 local threads = {}
 
--- Guest code (or the task scheduler) is about to resume `co`, a thread. Once the turn is out of
--- time, `co` stops at its first instruction, and the resumer learns it from leave().
+-- The task scheduler is about to resume thread `co`. Once the turn is out of time, `co` stops at
+-- its first instruction, and the scheduler finds the turn spent.
 function threads.enter(co)
   if preempt and not live[co] then register(co) end
-  if count() then arm(co, true) end
+  switches = switches - 1
+  if switches <= 0 and out_of_time() then arm(co, true) end
 end
 
--- A resume has returned (the thread yielded, returned or failed). Returns what the turn has
--- exhausted, if anything.
+-- A resume of the task scheduler's has returned. Returns what the turn has exhausted, if anything.
 function threads.leave()
-  count()
+  switches = switches - 1
+  if switches <= 0 then out_of_time() end
   return turn("spent")
+end
+
+-- The guest's resumes. A resume that ended in a spent budget unwinds the resuming script too: a
+-- guest must not go on once its turn is over. A budget is spent only by an error (STOP) in the
+-- thread that spent it, or by out_of_time() here: a resume that returned true spent nothing else.
+-- A failed resume is also where the clock is read, as the kernel's pcall does: near the C stack's
+-- limit the budget hook cannot run.
+local function resumed(ok, ...)
+  switches = switches - 1
+  if switches <= 0 and out_of_time() then turn("unwind") end
+  if not ok then
+    if turn("spent") or turn("over_budget") then turn("unwind") end
+    if (...) == "not enough memory" then stop("memory_limit") end
+  end
+  return ok, ...
+end
+
+function threads.resume(co, ...)
+  if preempt and not live[co] then register(co) end
+  switches = switches - 1
+  if switches <= 0 and out_of_time() then arm(co, true) end
+  return resumed(co_resume(co, ...))
+end
+
+local function wrap_result(ok, ...)
+  switches = switches - 1
+  if switches <= 0 and out_of_time() then turn("unwind") end
+  if not ok then
+    if turn("spent") then turn("unwind") end
+    local err = ...
+    if err == "not enough memory" then stop("memory_limit") end
+    error(err, 0)
+  end
+  return ...
+end
+
+function threads.wrap(co)
+  return function(...)
+    if preempt and not live[co] then register(co) end
+    switches = switches - 1
+    if switches <= 0 and out_of_time() then arm(co, true) end
+    return wrap_result(co_resume(co, ...))
+  end
 end
 
 -- The call has ended: the host forgets the threads it entered, then they may be collected.
