@@ -580,11 +580,11 @@ local function turn(op, kind, line)
 end
 
 -- threads.lua: the switches between guest threads, which the task and coroutine libraries make.
+-- (Arguments in a row, not a table: each field name would be one more string in every VM.)
 local function load_threads()
-  threads = host_module("threads")({
-    turn = turn, stop = stop, arm = arm, preempt = preempt, watch = watch_thread, format = str_format,
-    status = co_status, resume = co_resume, switch_period = SWITCH_PERIOD,
-  })
+  threads = host_module("threads")(
+    turn, stop, arm, preempt, watch_thread, str_format, co_status, co_resume, SWITCH_PERIOD
+  )
   return threads
 end
 

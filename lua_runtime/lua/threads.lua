@@ -24,13 +24,15 @@
 -- here.
 --
 -- The kernel compiles this chunk into a VM with coroutines.lua or task.lua, the only ways guest
--- code switches threads, and calls the factory once with `k`:
+-- code switches threads, and calls the factory once, with these in this order:
 --   turn(op)        the running turn's state (see the kernel): "spent", "over_budget", "unwind"
 --   stop(kind)      ends the running script's turn because a budget is spent
 --   arm(co, now)    puts the budget hook on a coroutine; with `now`, to fire at its next instruction
 --   preempt, watch  the host's ThreadWatch.update and ThreadWatch.threads.append (which takes the
 --                   address of a thread about to be entered), or nil when preemption is off
---   format, status, resume  Lua's string.format, coroutine.status and coroutine.resume
+--   format          Lua's own string.format, whose "%p" of a thread is its lua_State's address
+--                   (the guest's may show something else; the host writes at this address)
+--   status, resume  coroutine.status and coroutine.resume
 --   switch_period   SWITCH_PERIOD
 -- and gets back:
 --   resume(co, ...)  coroutine.resume for guests: a resume that spent the turn's budget ends the
@@ -41,11 +43,8 @@
 --   forget()         the call has ended: see kernel.forget
 -- The guest's resumes are written out here, with the switch counted inline, because a generator
 -- loop runs one per item.
-return function(k)
-local turn, stop, arm, preempt, watch = k.turn, k.stop, k.arm, k.preempt, k.watch
-local format, status, co_resume = k.format, k.status, k.resume
+return function(turn, stop, arm, preempt, watch, format, status, co_resume, SWITCH_PERIOD)
 local next, unpack, error = next, table.unpack, error
-local SWITCH_PERIOD = k.switch_period
 local LIVE_MIN <const> = 64
 
 local switches = SWITCH_PERIOD
