@@ -59,10 +59,10 @@ _LUA_DIR = resources.files("lua_runtime") / "lua"
 #: them that it and the modules it loads later use. The name "debug" stays in the registry, though:
 #: lupa looks the global up before every call into Lua (for debug.traceback), outside any protected
 #: call, and creating that string in a heap full to the guest's ceiling would abort the process.
-#: Then the collector runs in incremental mode with
-#: a pause of 120%, so that a cycle starts once the heap has grown by a fifth where the default lets
-#: it double: thousands of idle guild VMs would each keep that much garbage. (Generational mode let a
-#: recursion attack outrun its CPU limit.) A full collection takes what the build left behind.
+#: Then the collector runs in incremental mode with a pause of 120%, so that a cycle starts once the
+#: heap has grown by a fifth where the default lets it double: thousands of idle guild VMs would
+#: each keep that much garbage. (Generational mode let a recursion attack outrun its CPU limit.) A
+#: full collection takes what the build left behind.
 _FINISH = b"""
 local registry = debug.getregistry()
 registry["FILE*"], registry._IO_input, registry._IO_output, registry._PRELOAD = nil, nil, nil, nil

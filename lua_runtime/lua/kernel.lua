@@ -25,7 +25,8 @@
 --                  readonly = f, contents = f, lazy = f, format = f }
 --   events         array of the event names scripts may handle
 -- Returns the kernel: { build = f, dispatch = f, running = f, configure_tasks = f,
--- run_timers = f, drop_due_timers = f, timers = f, forget = f }. Loading scripts is build()'s (build.lua).
+-- run_timers = f, drop_due_timers = f, timers = f, forget = f }. Loading scripts is build()'s
+-- (build.lua).
 --
 -- Memory counts more than speed here: every guild VM carries what this chunk leaves behind, and
 -- each function costs its prototype (about 2.5 times its bytecode) whether it ever runs or not. So
@@ -608,7 +609,8 @@ setmetatable(BASE, {
       lib = OS
     elseif name == "coroutine" then
       lib = host_module("coroutines")({
-        THREADS = THREADS, WAITING = WAITING, arm = arm, coroutine = raw_coroutine, threads = threads or load_threads(),
+        THREADS = THREADS, WAITING = WAITING, arm = arm, coroutine = raw_coroutine,
+        threads = threads or load_threads(),
       })
     elseif name == "task" and task_config ~= nil then
       lib = (tasks or load_tasks()).lib
