@@ -51,7 +51,7 @@ before it returns to its caller, which alone can close the runtime. So every add
 
 Cost. A guest call pays two attribute writes and a look at whether the watchdog is parked on
 entry (:func:`enter_call`), and one uncontended lock on exit (:func:`leave_call`): no thread
-wake-up per call. The watchdog wakes every ``IDLE_POLL_SECONDS`` while calls are being made,
+wake-up per call. The watchdog wakes every ``LOOK_SECONDS`` while calls are being made,
 sleeps until the earliest deadline of the calls it sees running, and parks for good (until the
 next call) after a second without seeing one.
 """
@@ -72,16 +72,16 @@ from lupa import lua54
 
 log = logging.getLogger(__name__)
 
-#: Seconds between two looks at the running calls. A call that starts right after a look is seen
-#: at the next: its deadline is met on time whenever its budget is at least this long.
-IDLE_POLL_SECONDS = 0.02
+#: Longest sleep between two looks at the running calls. A call that starts right after a look is
+#: seen at the next: its deadline is met on time whenever its budget is at least this long.
+LOOK_SECONDS = 0.02
 
 #: Seconds between two pokes of a call that stays past its deadline: a poke lost to a race with
 #: the interpreter's own decrement is made again this much later.
 REPOKE_SECONDS = 0.002
 
 #: Looks without a call running after which the watchdog parks until the next call wakes it.
-PARK_AFTER_IDLE_POLLS = 50
+PARK_AFTER_IDLE_LOOKS = 50
 
 #: ``LUA_MASKCOUNT`` in lua.h.
 _LUA_MASKCOUNT = 8
@@ -195,7 +195,7 @@ class _Watchdog:
         """Pokes the calls past their deadline. Returns whether any call is running, and how long
         to sleep before the next look."""
         self.looks += 1
-        busy, sleep = False, IDLE_POLL_SECONDS
+        busy, sleep = False, LOOK_SECONDS
         for slot in self.slots:
             watch = slot.watch
             if watch is None:
@@ -218,9 +218,10 @@ class _Watchdog:
                 busy, sleep = self._look()
                 if busy:
                     idle_looks = 0
-                elif (idle_looks := idle_looks + 1) >= PARK_AFTER_IDLE_POLLS:
-                    # Published before the last look: a call that attaches after that look sees
-                    # `parked` and wakes us (enter_call attaches first, then looks).
+                elif (idle_looks := idle_looks + 1) >= PARK_AFTER_IDLE_LOOKS:
+                    # `parked` is set before one last look at the slots: a call that attaches
+                    # after that look finds it set and wakes us (enter_call attaches its call
+                    # first, then reads `parked`), and one that attached before is seen by it.
                     self.parked = True
                     if not any(slot.watch is not None for slot in self.slots):
                         while self.parked:

@@ -176,7 +176,7 @@ def _set_hookcount(address: str, value: int) -> None:
 
 
 def _wait_until(condition: Any, what: str) -> None:
-    # A bound on waiting, not a timing assertion: the watchdog looks every IDLE_POLL_SECONDS.
+    # A bound on waiting, not a timing assertion: the watchdog looks every LOOK_SECONDS.
     for _ in range(1000):
         if condition():
             return
@@ -231,7 +231,7 @@ def stress_main() -> None:
     they go) while the watchdog looks every 2 ms; every poke checks that its call is attached."""
     plan = json.load(sys.stdin)
     cap_resources(plan["cpu_seconds"])
-    preemption.IDLE_POLL_SECONDS = 0.002
+    preemption.LOOK_SECONDS = 0.002
     counts = {"pokes": 0, "stray": 0, "calls": 0, "time_limits": 0}
     poke = preemption._Watchdog._poke
 
