@@ -27,6 +27,7 @@ from lua_runtime.heap_cost import lua_cost
 from lua_runtime.kv_store import KeyValueStore
 from lua_runtime.limits import MIN_TASK_WAIT_SECONDS, MiB, SandboxLimits
 from lua_runtime.luau import LuauSyntaxError, translate
+from lua_runtime.preemption import enter_call, leave_call
 from lua_runtime.results import MAX_ERROR_CHARS, EventResult, OutputLine, ScriptError
 from lua_runtime.sandbox import HOST_HEADROOM, GuildKV, Sandbox, memory_limit_message
 from lua_runtime.translation_process import TranslationAborted
@@ -276,11 +277,15 @@ class GuildVM:
         # The VM keeps its host headroom free between calls (see below), so the source fits.
         args = sandbox.lua.table(script.name, lua_source)
         deadline = time.thread_time() + self._budget_s
+        slot = enter_call(sandbox.watch, deadline)
         try:
             with sandbox.guest_ceiling():
                 kind, detail, line = build["load"](args, deadline, self._budget_ms)
         except lua54.LuaMemoryError:
             kind, detail, line = "memory_limit", self._memory_message(), None
+        finally:
+            if leave_call(slot, sandbox.watch):
+                sandbox.forget_threads()
         self._take_output(build["load_output"](), self.load_output)
         del args
         if kind is not None:
@@ -356,6 +361,8 @@ class GuildVM:
         lua.set_max_memory(sandbox.ceilings.guest)
         sandbox._in_guest = True
         deadline = time.thread_time() + self._budget_s
+        watch = sandbox.watch
+        slot = enter_call(watch, deadline)
         try:
             produced = self._kernel_dispatch(event, lua_payload, deadline, self._budget_ms, action_allowance)
         except lua54.LuaMemoryError:
@@ -366,6 +373,8 @@ class GuildVM:
         finally:
             sandbox._in_guest = False
             lua.set_max_memory(sandbox.ceilings.host)
+            if leave_call(slot, watch):
+                sandbox.forget_threads()
         if produced is _KERNEL_OUT_OF_MEMORY or isinstance(produced, lua54.LuaError):
             self._kernel_failed(produced, names[0], result)
             return result
@@ -398,6 +407,9 @@ class GuildVM:
         lua = sandbox.lua
         lua.set_max_memory(sandbox.ceilings.guest)
         sandbox._in_guest = True
+        # Each timer's turn gives the watchdog its own deadline; this one covers the kernel's work
+        # before the first (the run starts no turn once it has used one budget).
+        slot = enter_call(sandbox.watch, time.thread_time() + self._budget_s)
         try:
             produced = self._kernel_run_timers(
                 self._clock(), self._budget_s, self._budget_ms, self._budget_s, action_allowance
@@ -410,6 +422,8 @@ class GuildVM:
         finally:
             sandbox._in_guest = False
             lua.set_max_memory(sandbox.ceilings.host)
+            if leave_call(slot, sandbox.watch):
+                sandbox.forget_threads()
         if produced is _KERNEL_OUT_OF_MEMORY or isinstance(produced, lua54.LuaError):
             self._kernel_failed(produced, self.scripts[0].name, result)
             return result

@@ -8,7 +8,9 @@ Two lupa facts drive the shape of this module:
 
 * lupa has no interrupt API, so CPU is bounded by a Lua count hook (set by the kernel on every
   coroutine guest code runs in); the hook reads this thread's CPU clock through a Python function
-  that only the kernel's locals can reach.
+  that only the kernel's locals can reach. Switches between coroutines are counted too (threads.lua),
+  so that the budget holds across all of a call's threads, and a watchdog thread makes the hook
+  fire at once when a call outruns its deadline in a few costly instructions (``preemption.py``).
 * If the host pushes a value into a runtime whose heap is at ``max_memory``, Lua raises an
   unprotected error and the whole process aborts (or, inside a Python callback, the thread waits
   forever for the GIL it holds). So the guest's ceiling is in force only while a guest call runs
@@ -41,10 +43,17 @@ from lua_runtime.heap_cost import lua_cost, text_cost
 from lua_runtime.kv_store import KeyValueStore, KVError, KVQuotaExceeded
 from lua_runtime.limits import KiB, MiB, SandboxLimits
 from lua_runtime.luau import LIBRARY_PREFIX, library_chunk
+from lua_runtime.preemption import ThreadWatch
+from lua_runtime.preemption import available as preemption_available
 
 #: Instructions between two budget checks. Each check calls into Python (about 0.3 µs), so this
 #: keeps the check under 1% of guest time while bounding overshoot to well under a millisecond.
 HOOK_PERIOD = 10_000
+
+#: Switches between guest threads (a resume, and the return from it) between two budget checks:
+#: a thread runs at most HOOK_PERIOD instructions unchecked, so this bounds the instructions of a
+#: tree of short coroutines between two checks to (SWITCH_PERIOD + 1) * HOOK_PERIOD.
+SWITCH_PERIOD = 128
 
 #: Room above the guest ceiling for host work (payload tables, results, reloading). Host work never
 #: needs more than a few hundred KiB; the rest is margin against the abort described above. A big
@@ -70,16 +79,20 @@ _LUA_DIR = resources.files("lua_runtime") / "lua"
 #: Run once the kernel is built. The host no longer needs the io and package libraries, and nothing
 #: may reach them: they go, with the registry entries that would keep them alive (about 3 KiB of
 #: every VM). The os, coroutine and debug libraries go too: the kernel holds the few functions of
-#: them that it and the modules it loads later use. Then the collector runs in incremental mode with
-#: a pause of 120%, so that a cycle starts once the heap has grown by a fifth where the default lets
-#: it double: thousands of idle guild VMs would each keep that much garbage. (Generational mode let a
-#: recursion attack outrun its CPU limit.) A full collection takes what the build left behind.
+#: them that it and the modules it loads later use. The name "debug" stays in the registry, though:
+#: lupa looks the global up before every call into Lua (for debug.traceback), outside any protected
+#: call, and creating that string in a heap full to the guest's ceiling would abort the process.
+#: Then the collector runs in incremental mode with a pause of 120%, so that a cycle starts once the
+#: heap has grown by a fifth where the default lets it double: thousands of idle guild VMs would
+#: each keep that much garbage. (Generational mode let a recursion attack outrun its CPU limit.) A
+#: full collection takes what the build left behind.
 _FINISH = b"""
 local registry = debug.getregistry()
 registry["FILE*"], registry._IO_input, registry._IO_output, registry._PRELOAD = nil, nil, nil, nil
 local loaded = registry._LOADED
 loaded.io, loaded.package, loaded.os, loaded.coroutine, loaded.debug = nil, nil, nil, nil, nil
 io, package, dofile, loadfile, require, os, coroutine, debug = nil, nil, nil, nil, nil, nil, nil, nil
+registry.lupa_looks_up = "debug"
 collectgarbage("incremental", 120, 400)
 collectgarbage()
 """
@@ -154,12 +167,15 @@ def _ceilings(limits: SandboxLimits) -> Ceilings:
 class Sandbox:
     """One Lua runtime with the kernel loaded. Not thread-safe: one owner, one thread at a time."""
 
-    __slots__ = ("__weakref__", "_in_guest", "_kernel", "_lua", "ceilings", "limits")
+    __slots__ = ("__weakref__", "_in_guest", "_kernel", "_lua", "ceilings", "limits", "watch")
 
     def __init__(self, limits: SandboxLimits, kv: GuildKV | None = None) -> None:
         self.limits = limits
         self.ceilings = Ceilings.for_limits(limits)
         self._in_guest = False
+        #: The threads of this VM the preemption watchdog may interrupt (see preemption.py); every
+        #: guest call is bracketed by preemption.enter_call and leave_call with it.
+        self.watch = ThreadWatch()
         lua = lua54.LuaRuntime(
             max_memory=self.ceilings.host,
             register_eval=False,
@@ -179,6 +195,7 @@ class Sandbox:
                 "fetch": fetch,
                 "fetched": fetched,
                 "hook_period": HOOK_PERIOD,
+                "switch_period": SWITCH_PERIOD,
                 "max_actions": limits.max_actions_per_event,
                 "max_output": limits.max_output_per_event,
                 "memory_message": memory_limit_message(limits),
@@ -190,6 +207,8 @@ class Sandbox:
             },
             recursive=True,
         )
+        if preemption_available():
+            config["preempt"], config["watch"] = self.watch.update, self.watch.threads.append
         if kv is not None:
             config["kv"] = _kv_service(weakref.ref(self), kv)
         config["luau"] = run(_bytecode("luau_stdlib"), fetch, fetched)
@@ -237,6 +256,11 @@ class Sandbox:
             return False
         lua.set_max_memory(self.ceilings.host)
         return True
+
+    def forget_threads(self) -> None:
+        """After a call that ran coroutines: the kernel drops the threads it kept for the preemption
+        watchdog (preemption.leave_call says when), so that an idle VM does not hold them."""
+        self._kernel["forget"]()
 
     def memory_used(self) -> int:
         """Bytes the guest side of this VM holds (lupa's count, without the runtime's base)."""

@@ -9,6 +9,10 @@
 -- Called with one table, `config`, built by lua_runtime/sandbox.py:
 --   clock          function returning this thread's CPU time in seconds (Python's time.thread_time)
 --   hook_period    instructions between two budget checks
+--   switch_period  switches between guest threads between two budget checks (threads.lua)
+--   preempt, watch the host's preemption watch (lua_runtime/preemption.py: ThreadWatch.update
+--                  and ThreadWatch.threads.append), told which threads guest code runs in; nil
+--                  when preemption is off
 --   max_actions    actions one event may request
 --   window_message the message of the limit error of a script that asks for more actions than its
 --                  server's action window allows (each call gets the allowance left in it)
@@ -23,7 +27,8 @@
 --                  readonly = f, contents = f, lazy = f, format = f }
 --   events         array of the event names scripts may handle
 -- Returns the kernel: { build = f, dispatch = f, running = f, configure_tasks = f,
--- run_timers = f, drop_due_timers = f, timers = f }. Loading scripts is build()'s (build.lua).
+-- run_timers = f, drop_due_timers = f, timers = f, forget = f }. Loading scripts is build()'s
+-- (build.lua).
 --
 -- Memory counts more than speed here: every guild VM carries what this chunk leaves behind, and
 -- each function costs its prototype (about 2.5 times its bytecode) whether it ever runs or not. So
@@ -38,6 +43,8 @@ local config = ...
 
 local clock = config.clock
 local HOOK_PERIOD = config.hook_period
+local SWITCH_PERIOD = config.switch_period
+local preempt, watch_thread = config.preempt, config.watch
 local MAX_ACTIONS = config.max_actions
 local MAX_OUTPUT = config.max_output
 local WINDOW_MESSAGE = config.window_message
@@ -182,8 +189,10 @@ local function finish(label, ok, ...)
   error((str_gsub(message, "^bad argument (#%d+) to '%?'", "bad argument %1 to '" .. label .. "'")), 2)
 end
 
-local function arm(co)
-  sethook(co, hook, "", HOOK_PERIOD)
+-- Puts the budget hook on coroutine `co`; with `now`, to fire at its next instruction (a thread
+-- entered once its turn is out of time).
+local function arm(co, now)
+  sethook(co, hook, "", now and 1 or HOOK_PERIOD)
   return co
 end
 
@@ -443,9 +452,13 @@ local EVENT_LIST = config.events
 -- Running guest code ------------------------------------------------------------------------------
 
 local tasks = nil -- the task library's scheduler, once a script has used `task` (see below)
+local threads = nil -- threads.lua, once a script has used `task` or `coroutine` (see below)
 
 local function begin(new_deadline, new_budget_ms)
   deadline, budget_ms = new_deadline, new_budget_ms
+  -- The host forgets the threads the last call entered when it ends (kernel.forget); a call that
+  -- failed in the kernel may have left some.
+  if threads then threads.forget() end
   exhausted, exhausted_message, exhausted_line = nil, nil, nil
   in_turn = false
   if n_actions > 0 then actions, n_actions = {}, 0 end
@@ -514,6 +527,9 @@ local DONE = setmetatable({}, { __metatable = false })
 local WAIT = setmetatable({}, { __metatable = false })
 local co_yield = coroutine.yield
 local idle_runner = nil
+-- The runner whose address the host's preemption watch holds: kept alive until the host has been
+-- given the next one's (see lua_runtime/preemption.py), whether or not it is still in use.
+local watched_runner = nil
 
 local function runner_loop(f, arg)
   while true do
@@ -530,6 +546,10 @@ local function run_guest(name, f, arg)
   if co == nil or co_status(co) ~= "suspended" then
     co = arm(co_create(runner_loop))
     THREADS[co] = true
+    if preempt then
+      preempt("runner", str_format("%p", co))
+      watched_runner = co
+    end
   end
   local ok, tag, result, line = co_resume(co, f, arg)
   if ok and tag ~= DONE then
@@ -540,6 +560,12 @@ local function run_guest(name, f, arg)
     ok, tag = false, "attempt to yield from outside a coroutine"
   end
   if not ok or exhausted then
+    -- A failed runner is never resumed again: the host forgets it now, so that it can be collected
+    -- (this local keeps it alive for failure() to read its stack).
+    if co == watched_runner then
+      preempt("runner", "0")
+      watched_runner = nil
+    end
     return failure(co, tag, name)
   end
   idle_runner = co
@@ -571,6 +597,7 @@ local function turn(op, kind, line)
   end
   if op == "begin" then
     deadline = clock() + kind
+    if preempt then preempt("deadline", deadline) end
     exhausted, exhausted_message, exhausted_line = nil, nil, nil
     turn_actions = n_actions
     output_bytes = 0
@@ -594,9 +621,19 @@ local function turn(op, kind, line)
   error(STOP, 0)
 end
 
+-- threads.lua: the switches between guest threads, which the task and coroutine libraries make.
+-- (Arguments in a row, not a table: each field name would be one more string in every VM.)
+local function load_threads()
+  threads = host_module("threads")(
+    turn, stop, arm, preempt, watch_thread, str_format, co_status, co_resume, SWITCH_PERIOD
+  )
+  return threads
+end
+
 local function load_tasks()
   tasks = host_module("task")({
     THREADS = THREADS, WAITING = WAITING, WAIT = WAIT, DONE = DONE, arm = arm, failure = failure,
+    threads = threads or load_threads(),
     add_error = add_error, stop = stop, describe = describe, clock = clock, turn = turn,
     config = task_config, coroutine = raw_coroutine, getinfo = getinfo,
   })
@@ -613,7 +650,8 @@ setmetatable(BASE, {
       lib = OS
     elseif name == "coroutine" then
       lib = host_module("coroutines")({
-        THREADS = THREADS, WAITING = WAITING, arm = arm, stop = stop, turn = turn, coroutine = raw_coroutine,
+        THREADS = THREADS, WAITING = WAITING, arm = arm, coroutine = raw_coroutine,
+        threads = threads or load_threads(),
       })
     elseif name == "task" and task_config ~= nil then
       lib = (tasks or load_tasks()).lib
@@ -724,6 +762,12 @@ end
 -- The script whose code ran last: the one to blame when the kernel itself runs out of memory.
 function kernel.running()
   return current
+end
+
+-- Called by the host once a call has ended: the threads it entered may now be collected (the host
+-- is told first, in threads.forget). An idle VM would otherwise keep them until its next call.
+function kernel.forget()
+  if threads then threads.forget() end
 end
 
 

@@ -14,6 +14,8 @@
 --   config             { now, max_pending, max_delay, min_wait }: the host's clock (seconds), limits
 --   coroutine, getinfo Lua's coroutine library and debug.getinfo (the host drops both libraries
 --                      once the kernel is built)
+--   threads            threads.lua: enter(co) before every resume, leave() after it, so that the
+--                      CPU budget holds across all of a turn's threads
 -- and gets back the guest library (`lib`) and the scheduler the kernel drives.
 --
 -- A *task thread* is a hooked coroutine that the kernel resumes: the runner of a handler that
@@ -24,6 +26,7 @@
 return function(k)
 local THREADS, WAITING, WAIT, DONE = k.THREADS, k.WAITING, k.WAIT, k.DONE
 local arm, failure, add_error = k.arm, k.failure, k.add_error
+local enter_thread, leave_thread = k.threads.enter, k.threads.leave
 local stop, describe, clock, turn = k.stop, k.describe, k.clock, k.turn
 local now, MAX_PENDING, MAX_DELAY, MIN_WAIT = k.config.now, k.config.max_pending, k.config.max_delay, k.config.min_wait
 
@@ -77,7 +80,9 @@ end
 -- fails. Returns nil, or kind, message, line.
 local function resume(name, co, ...)
   turn("enter", name)
+  enter_thread(co)
   local ok, tag, due, line = co_resume(co, ...)
+  leave_thread()
   if ok and tag ~= DONE then
     if tag == WAIT and not spent() then
       park(co, name, due, line)

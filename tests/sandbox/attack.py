@@ -157,17 +157,20 @@ def run_child(
     steps: Sequence[tuple[int, str, dict[str, Any] | None]],
     limits: SandboxLimits = SMALL,
     cpu_seconds: float = CHILD_CPU_SECONDS,
+    preemption: bool = True,
 ) -> ChildRun:
     """Build each guild's VM from its ``(name, source)`` scripts, then run ``steps`` in order.
 
-    A step is ``(guild, event, payload)``, with ``None`` for the event's sample payload. Raises
-    :class:`ChildDied` when the child does not finish its plan.
+    A step is ``(guild, event, payload)``, with ``None`` for the event's sample payload. With
+    ``preemption=False`` the child's sandboxes run on their count hooks alone (``preemption.py``).
+    Raises :class:`ChildDied` when the child does not finish its plan.
     """
     plan = {
         "cpu_seconds": cpu_seconds,
         "limits": asdict(limits),
         "guilds": {str(guild): [list(script) for script in scripts] for guild, scripts in guilds.items()},
         "steps": [list(step) for step in steps],
+        "preemption": preemption,
     }
     lines = run_plan("tests.support.sandbox_child", plan, cpu_seconds)
     loads: dict[int, Load] = {}
@@ -236,7 +239,9 @@ class Attack:
         assert [action["type"] for action in self.witness.actions] == ["kick"]
 
 
-def run_attacks(cases: Mapping[str, Case], limits: SandboxLimits = SMALL) -> dict[str, Attack]:
+def run_attacks(
+    cases: Mapping[str, Case], limits: SandboxLimits = SMALL, preemption: bool = True
+) -> dict[str, Attack]:
     """Run every case in one child, each in a guild of its own (attack and witness), in order.
 
     Batching keeps the suite fast (a child takes a third of a second to start); separate guilds
@@ -250,16 +255,16 @@ def run_attacks(cases: Mapping[str, Case], limits: SandboxLimits = SMALL) -> dic
     steps: list[tuple[int, str, dict[str, Any] | None]] = []
     for i, name in enumerate(names, 1):
         steps += [(i, "message", None)] * cases[name].events + [(i, WITNESS_EVENT, None)]
-    run = run_child(guilds, steps, limits, CHILD_CPU_SECONDS + len(names) * CASE_CPU_SECONDS)
+    run = run_child(guilds, steps, limits, CHILD_CPU_SECONDS + len(names) * CASE_CPU_SECONDS, preemption)
     by_guild: dict[int, list[Event]] = {}
     for step in run.events:
         by_guild.setdefault(step.guild, []).append(step)
     return {name: Attack(run.loads[i], by_guild[i][:-1], by_guild[i][-1]) for i, name in enumerate(names, 1)}
 
 
-def attack(source: str, *, events: int = 1, limits: SandboxLimits = SMALL) -> Attack:
+def attack(source: str, *, events: int = 1, limits: SandboxLimits = SMALL, preemption: bool = True) -> Attack:
     """Run one attack in a child of its own and check that the witness is still served after it."""
-    result = run_attacks({"attack": Case(source, events)}, limits)["attack"]
+    result = run_attacks({"attack": Case(source, events)}, limits, preemption)["attack"]
     result.check_witness()
     return result
 

@@ -11,7 +11,8 @@ The plan comes as one JSON object on stdin::
       "cpu_seconds": 1.5,                               # CPU this process may use before it is stopped
       "limits": {"cpu_ms_per_event": 50, ...},          # SandboxLimits fields; defaults for the rest
       "guilds": {"1": [["name", "luau source"], ...]},  # scripts of each guild, in load order
-      "steps": [[1, "message", null], ...]              # guild, event, payload (null: the sample)
+      "steps": [[1, "message", null], ...],             # guild, event, payload (null: the sample)
+      "preemption": true                                # false: sandboxes run on their hooks alone
     }
 
 Each guild's ``@warden/kv`` is an in-memory store of its own (a ``DryRunKV``). A step whose event is
@@ -44,6 +45,7 @@ import time
 from dataclasses import asdict
 from typing import Any
 
+from lua_runtime import preemption
 from lua_runtime.events import sample_payload
 from lua_runtime.guild_vm import GuildVM, ScriptSource
 from lua_runtime.kv_store import DryRunKV
@@ -116,6 +118,8 @@ def cap_resources(cpu_seconds: float) -> None:
 def main() -> None:
     plan = json.load(sys.stdin)
     cap_resources(plan["cpu_seconds"])
+    if not plan.get("preemption", True):
+        preemption.disable()
     limits = SandboxLimits(**plan.get("limits", {}))
     vms = {
         int(guild_id): load_guild(int(guild_id), scripts, limits)
