@@ -335,6 +335,28 @@ class NoisyResult:
     slow_lane: bool
 
 
+async def steady_pace(pool: VmPool, guilds: range, event: dict, until: asyncio.Future | float) -> Rate:
+    """Each of ``guilds`` sends an event, awaits it, pauses QUIET_PAUSE, and again, until ``until``
+    (a ``time.perf_counter`` instant, or a future that is done): their rate and latency."""
+    clock = time.perf_counter
+    latencies: list[float] = []
+
+    def going() -> bool:
+        return not until.done() if isinstance(until, asyncio.Future) else clock() < until
+
+    async def driver(guild: int) -> None:
+        while going():
+            before = clock()
+            await pool.dispatch(guild, "message", event)
+            latencies.append(clock() - before)
+            await asyncio.sleep(QUIET_PAUSE)
+
+    started = clock()
+    await asyncio.gather(*(driver(guild) for guild in guilds))
+    p50, p99 = percentiles(latencies)
+    return Rate(len(latencies) / (clock() - started), p50, p99)
+
+
 async def noisy_case(strategy: str, event: dict, warm: float, seconds: float) -> NoisyResult:
     guilds = 100
     scripts = {guild: [ScriptSource("bench", TRIVIAL)] for guild in range(1, guilds)}
@@ -343,22 +365,10 @@ async def noisy_case(strategy: str, event: dict, warm: float, seconds: float) ->
         # Only the quiet guilds: the pool knows nothing of the noisy one until it starts sending.
         await warm_up(pool, range(1, guilds), event)
         clock = time.perf_counter
+        quiet_guilds = range(1, guilds)
 
         async def quiet_phase(duration: float) -> Rate:
-            latencies: list[float] = []
-            deadline = clock() + duration
-
-            async def driver(guild: int) -> None:
-                while clock() < deadline:
-                    before = clock()
-                    await pool.dispatch(guild, "message", event)
-                    latencies.append(clock() - before)
-                    await asyncio.sleep(QUIET_PAUSE)
-
-            started = clock()
-            await asyncio.gather(*(driver(guild) for guild in range(1, guilds)))
-            p50, p99 = percentiles(latencies)
-            return Rate(len(latencies) / (clock() - started), p50, p99)
+            return await steady_pace(pool, quiet_guilds, event, clock() + duration)
 
         quiet = await quiet_phase(seconds)
         outcomes = {"ran": 0, "dropped": 0}
@@ -431,26 +441,7 @@ async def check_costs(strategy: str, event: dict, seconds: float) -> CheckCosts:
         await warm_up(pool, range(1, guilds), event)
         await pool.load_script(0, ScriptSource("warm", TRIVIAL))  # the check lane starts
         clock = time.perf_counter
-
-        async def quiet_phase(until: asyncio.Future | float) -> Rate:
-            latencies: list[float] = []
-
-            def going() -> bool:
-                return not until.done() if isinstance(until, asyncio.Future) else clock() < until
-
-            async def driver(guild: int) -> None:
-                while going():
-                    before = clock()
-                    await pool.dispatch(guild, "message", event)
-                    latencies.append(clock() - before)
-                    await asyncio.sleep(QUIET_PAUSE)
-
-            started = clock()
-            await asyncio.gather(*(driver(guild) for guild in range(1, guilds)))
-            p50, p99 = percentiles(latencies)
-            return Rate(len(latencies) / (clock() - started), p50, p99)
-
-        quiet = await quiet_phase(clock() + seconds)
+        quiet = await steady_pace(pool, range(1, guilds), event, clock() + seconds)
 
         async def uploads() -> tuple[float, dict[str, float]]:
             started = clock()
@@ -466,7 +457,7 @@ async def check_costs(strategy: str, event: dict, seconds: float) -> CheckCosts:
             return honest, hostile
 
         checks = asyncio.ensure_future(uploads())
-        during = await quiet_phase(checks)
+        during = await steady_pace(pool, range(1, guilds), event, checks)
         honest, hostile = await checks
     return CheckCosts(honest, hostile, quiet, during)
 
