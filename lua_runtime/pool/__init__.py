@@ -1,9 +1,9 @@
 """Guild VMs distributed over workers, behind one async facade (DESIGN.md, "The seed's rules").
 
 The bot uses :class:`VmPool`; the rest of this package is its machinery: the messages
-(``messages.py``), the worker loop every strategy runs (``worker.py``), the thread strategies
-(``threadpool.py``), the process strategy and its supervisor (``processpool.py``) and the counters
-(``stats.py``).
+(``messages.py``), the worker loop every strategy runs (``worker.py``, with ``guild_slot.py``,
+``timer_heap.py``, ``checks.py`` and ``watchdog.py``), the thread strategies (``threadpool.py``),
+the process strategy and its supervisor (``processpool.py``) and the counters (``stats.py``).
 """
 
 from lua_runtime.pool.config import STRATEGIES, PoolConfig

@@ -5,6 +5,8 @@ Each message is written for a server's admins: the bot reports ``str(exc)`` to t
 
 from __future__ import annotations
 
+from lua_runtime.pool.messages import Failure
+
 
 class PoolError(Exception):
     """A request to the VM pool was not carried out."""
@@ -56,3 +58,12 @@ class EventDropped(PoolError):
 
 class PoolClosed(PoolError):
     """The pool is shutting down (or shut down) and did not run the request."""
+
+
+class RequestFailed(Exception):
+    """Raised on a worker: one request could not be carried out; the loop replies with ``failure``
+    (which the facade turns into one of the errors above) and goes on."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure

@@ -31,7 +31,7 @@ when it moves to the slow lane (below), where its requests not started yet follo
 before any newer one is sent; so its order holds across moves too.
 
 Noisy neighbours: each worker serves its guilds round-robin and drops the events of a guild whose
-CPU budget is spent (``worker.py``), which bounds what a noisy guild can take. With the thread and process
+CPU budget is spent (``guild_slot.py``), which bounds what a noisy guild can take. With the thread and process
 pools, a guild whose event runs out of CPU time or whose budget runs dry also moves, at once, to the *slow
 lane*: a worker for guilds like it, where it no longer delays the quick guilds it shared a worker
 with. Its old worker hands back the requests it had not started (:class:`ReleaseGuild`); they go to
