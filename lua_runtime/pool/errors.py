@@ -1,6 +1,8 @@
 """Why a request to the VM pool did not produce a result.
 
 Each message is written for a server's admins: the bot reports ``str(exc)`` to the guild as it is.
+A worker that cannot carry a request out raises :class:`RequestFailed`, and replies with its
+:class:`Failure`; the facade raises the matching error to the caller (:func:`error_for`).
 """
 
 from __future__ import annotations
@@ -67,3 +69,19 @@ class RequestFailed(Exception):
     def __init__(self, failure: Failure) -> None:
         super().__init__(failure.message)
         self.failure = failure
+
+
+_FAILURES: dict[str, type[PoolError]] = {
+    "scripts_unavailable": ScriptsUnavailable,
+    "vm_failed": VmFailed,
+    "pool_closed": PoolClosed,
+}
+
+
+def error_for(guild_id: int | None, failure: Failure) -> Exception:
+    """The exception the caller of a request gets for the failure its worker replied with."""
+    if failure.kind == "invalid_request":
+        return ValueError(failure.message)
+    if failure.kind == "cpu_budget":
+        return EventDropped(guild_id, "cpu_budget", failure.message)
+    return _FAILURES[failure.kind](guild_id, failure.message)
