@@ -6,7 +6,7 @@ database file. WAL journaling lets that connection work beside the bot's aiosqli
 write runs in a ``BEGIN IMMEDIATE`` transaction, so read-modify-write steps (quota checks, ``incr``)
 stay atomic across threads and processes, and is committed before the call returns.
 
-The tables are created by the migrations in ``bot/storage.py`` (the single home of the schema): ``kv``
+The tables are created by the migrations in ``bot/schema.py`` (the single home of the schema): ``kv``
 holds the rows and ``kv_usage`` a per-guild key count and byte total that triggers on ``kv`` keep
 current, so a quota check reads one row instead of summing the guild's data on every write.
 

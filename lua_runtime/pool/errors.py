@@ -1,9 +1,13 @@
 """Why a request to the VM pool did not produce a result.
 
 Each message is written for a server's admins: the bot reports ``str(exc)`` to the guild as it is.
+A worker that cannot carry a request out raises :class:`RequestFailed`, and replies with its
+:class:`Failure`; the facade raises the matching error to the caller (:func:`error_for`).
 """
 
 from __future__ import annotations
+
+from lua_runtime.pool.messages import Failure
 
 
 class PoolError(Exception):
@@ -56,3 +60,28 @@ class EventDropped(PoolError):
 
 class PoolClosed(PoolError):
     """The pool is shutting down (or shut down) and did not run the request."""
+
+
+class RequestFailed(Exception):
+    """Raised on a worker: one request could not be carried out; the loop replies with ``failure``
+    (which the facade turns into one of the errors above) and goes on."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+_FAILURES: dict[str, type[PoolError]] = {
+    "scripts_unavailable": ScriptsUnavailable,
+    "vm_failed": VmFailed,
+    "pool_closed": PoolClosed,
+}
+
+
+def error_for(guild_id: int | None, failure: Failure) -> Exception:
+    """The exception the caller of a request gets for the failure its worker replied with."""
+    if failure.kind == "invalid_request":
+        return ValueError(failure.message)
+    if failure.kind == "cpu_budget":
+        return EventDropped(guild_id, "cpu_budget", failure.message)
+    return _FAILURES[failure.kind](guild_id, failure.message)

@@ -2,7 +2,9 @@
 
 :class:`VmPool` routes each request to the worker that holds the guild's VM, through the
 strategy chosen in :class:`PoolConfig`. It keeps, per guild, only a handle on that worker, the
-count of requests still open, and the guild's counters; the VMs belong to the workers.
+count of requests still open, and the guild's counters (its :class:`GuildRecord`); the VMs belong to
+the workers. Which guilds have a VM where, and when one is closed, is ``residency.py``'s part;
+failing the requests a dead worker held, ``failures.py``'s.
 
 The per-event path is one future and one message on the event loop. Messages leave for each worker
 in one batch per turn of the loop; workers answer in batches too (see ``worker.py``), and each
@@ -31,7 +33,7 @@ when it moves to the slow lane (below), where its requests not started yet follo
 before any newer one is sent; so its order holds across moves too.
 
 Noisy neighbours: each worker serves its guilds round-robin and drops the events of a guild whose
-CPU budget is spent (``worker.py``), which bounds what a noisy guild can take. With the thread and process
+CPU budget is spent (``guild_slot.py``), which bounds what a noisy guild can take. With the thread and process
 pools, a guild whose event runs out of CPU time or whose budget runs dry also moves, at once, to the *slow
 lane*: a worker for guilds like it, where it no longer delays the quick guilds it shared a worker
 with. Its old worker hands back the requests it had not started (:class:`ReleaseGuild`); they go to
@@ -46,7 +48,6 @@ import asyncio
 import itertools
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -55,19 +56,12 @@ from lua_runtime.events import EVENT_NAMES
 from lua_runtime.guild_vm import ScriptSource
 from lua_runtime.limits import SandboxLimits
 from lua_runtime.pool.config import PoolConfig, build_strategy
-from lua_runtime.pool.errors import (
-    EventDropped,
-    PoolClosed,
-    PoolError,
-    ScriptsUnavailable,
-    VmFailed,
-    WorkerCrashed,
-)
+from lua_runtime.pool.errors import EventDropped, PoolClosed, WorkerCrashed, error_for
+from lua_runtime.pool.failures import fail_held, fail_open_requests
 from lua_runtime.pool.messages import (
     NO_REPLY,
     DispatchEvent,
     DryRunScript,
-    Failure,
     FaultKind,
     InjectFault,
     LoadReport,
@@ -87,8 +81,9 @@ from lua_runtime.pool.messages import (
     WorkerReport,
 )
 from lua_runtime.pool.provider import ScriptProvider, ScriptProviderFactory, provider_factory
-from lua_runtime.pool.stats import GuildCounters, PoolStats, WorkerStats, latency_bucket
-from lua_runtime.pool.strategy import Pending, Strategy, WorkerHandle
+from lua_runtime.pool.residency import GuildRecord, Residency
+from lua_runtime.pool.stats import PoolStats, latency_bucket, worker_snapshot
+from lua_runtime.pool.strategy import Strategy, WorkerHandle
 from lua_runtime.pool.worker import WorkerSettings
 from lua_runtime.results import EventResult, OutputLine, ScriptError
 
@@ -109,47 +104,9 @@ EXIT_GRACE_SECONDS = 5.0
 
 _EVENTS = frozenset(EVENT_NAMES)
 
-SHUT_DOWN = "the bot shut down before this request ran"
-
-_FAILURES: dict[str, type[PoolError]] = {
-    "scripts_unavailable": ScriptsUnavailable,
-    "vm_failed": VmFailed,
-    "pool_closed": PoolClosed,
-}
-
 
 def _not_started() -> asyncio.Future[Any]:
     raise RuntimeError("the pool is not started: use `async with VmPool(...)` or await start()")
-
-
-class _Guild:
-    """The facade's record of one guild: where its VM lives, what it has open, its counters."""
-
-    __slots__ = (
-        "counters",
-        "guild_id",
-        "last_used",
-        "moving",
-        "pending",
-        "slow_lane_next",
-        "timers",
-        "worker",
-    )
-
-    def __init__(self, guild_id: int) -> None:
-        self.guild_id = guild_id
-        #: The worker holding the guild's VM (a weak handle in the seed's sense: never the VM).
-        self.worker: WorkerHandle | None = None
-        #: While the guild moves to the slow lane: its requests held until the move is done.
-        self.moving: list[tuple[VmAction, Pending]] | None = None
-        #: Requests sent (or held) and not answered yet.
-        self.pending = 0
-        self.last_used = 0.0
-        #: Timers pending in its VM, as its worker last said.
-        self.timers = 0
-        #: Its work took a worker down: its next VM goes to the slow lane.
-        self.slow_lane_next = False
-        self.counters = GuildCounters()
 
 
 class VmPool:
@@ -186,9 +143,11 @@ class VmPool:
         #: actions, output or errors; the bot sets it to carry them out and report them.
         self.on_timer_result = on_timer_result
         self._clock = clock
-        self._guilds: dict[int, _Guild] = {}
-        #: Guilds placed on a worker, least recently used first.
-        self._resident: OrderedDict[int, _Guild] = OrderedDict()
+        self._guilds: dict[int, GuildRecord] = {}
+        self._residency = Residency(self._strategy, config, clock)
+        #: The residency's guilds, least recently used first: _send, on the per-event path, keeps
+        #: the order.
+        self._resident = self._residency.resident
         #: Request ids: 0 is NO_REPLY, so they start at 1.
         self._request_ids = itertools.count(1)
         self._queue_size = config.guild_queue_size
@@ -241,11 +200,11 @@ class VmPool:
             if late:
                 log.warning("%d VM workers did not stop in time; failing their requests", len(late))
         for worker in self._strategy.workers():
-            self._fail_all(worker, PoolClosed)
+            fail_open_requests(worker, PoolClosed)
         for guild in self._guilds.values():
             if guild.moving:
                 held, guild.moving = guild.moving, []
-                self._fail_closed(guild, held)
+                fail_held(guild, held)
         log.info("VM pool closed")
 
     async def __aenter__(self) -> VmPool:
@@ -352,7 +311,7 @@ class VmPool:
                 f"a {kind} fault ends the worker's process: only the processpool strategy survives it"
             )
         guild = self._guild(guild_id)
-        worker = guild.worker or self._place(guild)
+        worker = guild.worker or self._residency.place(guild)
         exited = self._exit_waiter(worker.worker_id)
         reason = f"fault injected for guild {guild_id}"
         worker.send(InjectFault(NO_REPLY, reason, kind, delay_seconds, guild_id))
@@ -374,43 +333,18 @@ class VmPool:
             futures.append(future)
         # A worker that crashes meanwhile answers with an exception: its row shows no VMs.
         answers = dict(zip(asked, await asyncio.gather(*futures, return_exceptions=True), strict=True))
-        reports = [answers.get(worker) for worker in workers]
         memory: dict[int, int] = {}
         worker_stats = []
-        for worker, report in zip(workers, reports, strict=True):
+        for worker in workers:
+            report = answers.get(worker)
             vm_memory = report.vm_memory if isinstance(report, WorkerReport) else {}
             memory.update(vm_memory)
-            counters = worker.counters
-            worker_stats.append(
-                WorkerStats(
-                    worker_id=worker.worker_id,
-                    slow_lane=worker.slow_lane,
-                    checks=worker.checks,
-                    guilds=len(worker.guilds),
-                    resident_vms=len(vm_memory),
-                    memory_bytes=sum(vm_memory.values()),
-                    events=counters.events,
-                    errors=counters.errors,
-                    time_limit_hits=counters.time_limit_hits,
-                    cpu_seconds=counters.cpu_seconds,
-                    queue_depth=len(worker.pending),
-                    latency=counters.histogram(),
-                )
-            )
+            worker_stats.append(worker_snapshot(worker, vm_memory))
         if guild_id is None:
-            chosen: Sequence[_Guild] = list(self._guilds.values())
+            chosen: Sequence[GuildRecord] = list(self._guilds.values())
         else:
             chosen = [self._guild(guild_id)]
-        guild_stats = tuple(
-            guild.counters.snapshot(
-                guild.guild_id,
-                guild.worker.worker_id if guild.worker is not None else None,
-                guild.worker is not None and guild.worker.slow_lane,
-                guild.pending,
-                memory.get(guild.guild_id),
-            )
-            for guild in chosen
-        )
+        guild_stats = tuple(guild.stats(memory.get(guild.guild_id)) for guild in chosen)
         every = self._guilds.values()
         return PoolStats(
             strategy=self._strategy.name,
@@ -422,25 +356,10 @@ class VmPool:
         )
 
     def evict_idle(self) -> int:
-        """Close the VMs of guilds idle for ``idle_seconds``; returns how many were closed.
-
-        The housekeeping task calls this periodically. Guilds with open requests are never
-        evicted: moving a guild with work in flight could reorder its events. Nor are guilds with
-        timers pending: closing their VM would drop the timers.
-        """
-        cutoff = self._clock() - self.config.idle_seconds
-        idle = []
-        for guild in self._resident.values():
-            if guild.last_used > cutoff:
-                break  # least recently used first: the rest are more recent
-            if guild.pending == 0 and guild.moving is None and guild.timers == 0:
-                idle.append(guild)
-        for guild in idle:
-            self._close_vm(guild)
-            guild.counters.evictions += 1
-        if idle:
-            log.info("closed %d idle guild VMs", len(idle))
-        return len(idle)
+        """Close the VMs of guilds idle for ``idle_seconds`` (those with nothing open and no timers
+        pending: see ``residency.py``); returns how many were closed. The housekeeping task calls
+        this periodically."""
+        return self._residency.evict_idle()
 
     # --- routing -------------------------------------------------------------------------------
 
@@ -450,13 +369,13 @@ class VmPool:
         if self._closing:
             raise PoolClosed(None, "the bot is shutting down")
 
-    def _guild(self, guild_id: int) -> _Guild:
+    def _guild(self, guild_id: int) -> GuildRecord:
         guild = self._guilds.get(guild_id)
         if guild is None:
-            guild = self._guilds[guild_id] = _Guild(guild_id)
+            guild = self._guilds[guild_id] = GuildRecord(guild_id)
         return guild
 
-    def _send(self, guild: _Guild, action: VmAction, is_event: bool) -> asyncio.Future[Any]:
+    def _send(self, guild: GuildRecord, action: VmAction, is_event: bool) -> asyncio.Future[Any]:
         """Send a guild request to the guild's worker (placing the guild first if needed)."""
         if self._closing or self._loop is None:
             self._check_open()
@@ -469,14 +388,14 @@ class VmPool:
             return future
         worker = guild.worker
         if worker is None:
-            worker = self._place(guild, slow_lane=guild.slow_lane_next)
+            worker = self._residency.place(guild, slow_lane=guild.slow_lane_next)
         else:
             self._resident.move_to_end(guild.guild_id)
         worker.pending[action.request_id] = entry
         worker.send(action)
         return future
 
-    def _send_check(self, guild: _Guild, action: VmAction) -> asyncio.Future[Any]:
+    def _send_check(self, guild: GuildRecord, action: VmAction) -> asyncio.Future[Any]:
         """Send a check of code nobody has run yet (an upload, a dry run) to the check lane: a
         worker that holds no guild's VM, so that a check that takes its worker down costs no VM."""
         self._check_open()
@@ -487,29 +406,7 @@ class VmPool:
         worker.send(action)
         return future
 
-    def _place(self, guild: _Guild, slow_lane: bool = False) -> WorkerHandle:
-        """Put the guild on a worker, closing least recently used idle VMs past the maximum."""
-        resident = self._resident
-        excess = len(resident) + 1 - self.config.max_resident_vms
-        if excess > 0:
-            idle = (g for g in resident.values() if g.pending == 0 and g.moving is None)
-            for victim in list(itertools.islice(idle, excess)):
-                if victim.timers:
-                    log.warning(
-                        "guild %s: its VM is closed to make room (%d resident); %d pending timers dropped",
-                        victim.guild_id,
-                        len(resident),
-                        victim.timers,
-                    )
-                self._close_vm(victim)
-                victim.counters.evictions += 1
-        worker = self._strategy.place(guild.guild_id, slow_lane=slow_lane)
-        guild.slow_lane_next = False
-        guild.worker = worker
-        resident[guild.guild_id] = guild
-        return worker
-
-    def _move_to_slow_lane(self, guild: _Guild, old: WorkerHandle) -> None:
+    def _move_to_slow_lane(self, guild: GuildRecord, old: WorkerHandle) -> None:
         """Take the guild off ``old`` now; :meth:`_finish_move` completes the move."""
         guild.moving = []
         request_id = next(self._request_ids)
@@ -518,23 +415,20 @@ class VmPool:
         old.send(ReleaseGuild(request_id, guild.guild_id))
         released.add_done_callback(lambda done: self._finish_move(guild, old, done))
 
-    def _finish_move(self, guild: _Guild, old: WorkerHandle, released: asyncio.Future[Any]) -> None:
+    def _finish_move(self, guild: GuildRecord, old: WorkerHandle, released: asyncio.Future[Any]) -> None:
         """Place the guild on the slow lane and send it, in order, the requests ``old`` handed back,
         then those that arrived during the move. If ``old`` crashed meanwhile, its requests already
         failed and only the newer ones remain."""
         unstarted = released.result() if released.exception() is None else []
         held, guild.moving = guild.moving or [], None
         if guild.worker is old:
-            self._strategy.release(old, guild.guild_id)
-            guild.worker = None
-            guild.timers = 0  # they ended with the VM on the old worker, which logged them
-            del self._resident[guild.guild_id]
+            self._residency.release(guild)  # its timers ended with its VM there, which logged them
         requests = [(a, old.pending.pop(a.request_id)) for a in unstarted if a.request_id in old.pending]
         requests += held
         if self._closing:
-            self._fail_closed(guild, requests)
+            fail_held(guild, requests)
             return
-        worker = self._place(guild, slow_lane=True)
+        worker = self._residency.place(guild, slow_lane=True)
         for action, entry in requests:
             worker.pending[action.request_id] = entry
             worker.send(action)
@@ -543,23 +437,6 @@ class VmPool:
             guild.guild_id,
             len(requests),
         )
-
-    @staticmethod
-    def _fail_closed(guild: _Guild, requests: list[tuple[VmAction, Pending]]) -> None:
-        for _, (future, _, _, _) in requests:
-            guild.pending -= 1
-            if not future.done():
-                future.set_exception(PoolClosed(guild.guild_id, SHUT_DOWN))
-
-    def _close_vm(self, guild: _Guild) -> None:
-        """Close the guild's VM and forget where it lived; only when nothing of it is open."""
-        worker = guild.worker
-        assert worker is not None and guild.pending == 0
-        worker.send(ResetGuild(NO_REPLY, guild.guild_id))
-        self._strategy.release(worker, guild.guild_id)
-        guild.worker = None
-        guild.timers = 0
-        del self._resident[guild.guild_id]
 
     def _exit_waiter(self, worker_id: int) -> asyncio.Future[None]:
         future = self._create_future()
@@ -591,7 +468,7 @@ class VmPool:
                 if failure is None:
                     future.set_result(record.value)
                 else:
-                    future.set_exception(self._exception(guild, failure))
+                    future.set_exception(error_for(guild.guild_id if guild is not None else None, failure))
             elif type(record) is VmBuilt:
                 self._vm_built(record)
             elif type(record) is TimerResult:
@@ -604,7 +481,7 @@ class VmPool:
             elif type(record) is WorkerExit:
                 self._worker_exited(worker, record)
 
-    def _count_event(self, worker: WorkerHandle, guild: _Guild, reply: Reply, latency: float) -> None:
+    def _count_event(self, worker: WorkerHandle, guild: GuildRecord, reply: Reply, latency: float) -> None:
         counters = guild.counters
         if reply.failure is None:
             bucket = latency_bucket(latency)
@@ -620,7 +497,7 @@ class VmPool:
         elif reply.failure.kind in ("vm_failed", "scripts_unavailable"):
             counters.failed += 1
 
-    def _noisy(self, guild: _Guild, worker: WorkerHandle) -> None:
+    def _noisy(self, guild: GuildRecord, worker: WorkerHandle) -> None:
         """The guild's event on ``worker`` hit the CPU limits: send it to the slow lane if it can go."""
         if (
             self._strategy.has_slow_lane
@@ -629,15 +506,6 @@ class VmPool:
             and guild.moving is None
         ):
             self._move_to_slow_lane(guild, worker)
-
-    @staticmethod
-    def _exception(guild: _Guild | None, failure: Failure) -> Exception:
-        guild_id = guild.guild_id if guild is not None else None
-        if failure.kind == "invalid_request":
-            return ValueError(failure.message)
-        if failure.kind == "cpu_budget":
-            return EventDropped(guild_id, "cpu_budget", failure.message)
-        return _FAILURES[failure.kind](guild_id, failure.message)
 
     def _vm_built(self, record: VmBuilt) -> None:
         report = record.report
@@ -689,10 +557,7 @@ class VmPool:
             # Its work took a worker down: its next VM goes where it can only cost guilds like it.
             culprit.slow_lane_next = True
         for guild_id in worker.guilds:
-            guild = self._guilds[guild_id]
-            guild.worker = None
-            guild.timers = 0
-            self._resident.pop(guild_id, None)
+            self._residency.forget(self._guilds[guild_id])
         if crashed:
             self._worker_crashes += 1
             log.error(
@@ -702,61 +567,12 @@ class VmPool:
                 len(worker.guilds),
                 len(worker.pending),
             )
-            self._fail_all(worker, WorkerCrashed, record.crash, record.culprit)
+            fail_open_requests(worker, WorkerCrashed, record.crash, record.culprit)
         else:
-            self._fail_all(worker, PoolClosed)
+            fail_open_requests(worker, PoolClosed)
         for waiter in self._exit_waiters.pop(worker.worker_id, ()):
             if not waiter.done():
                 waiter.set_result(None)
-
-    def _fail_all(
-        self,
-        worker: WorkerHandle,
-        error: type[PoolError],
-        crash: str | None = None,
-        culprit: int | None = None,
-    ) -> None:
-        """Fail every request open on ``worker``; ``crash`` says what ended it, for the guilds'
-        admins (a worker process killed or dead says how: "died: SIGKILL (signal 9)"). A worker
-        killed for one guild's overrunning work (``culprit``) is explained to that guild as its own
-        fault and to the others as someone else's, without naming who."""
-        pending, worker.pending = worker.pending, {}
-        for future, guild, _, is_event in pending.values():
-            guild_id = None
-            if guild is not None:
-                guild.pending -= 1
-                guild_id = guild.guild_id
-                if is_event:
-                    guild.counters.failed += 1
-            if future.done():
-                continue
-            if error is not WorkerCrashed:
-                future.set_exception(error(guild_id, SHUT_DOWN))
-                continue
-            overran = crash is not None and "deadline" in crash
-            if culprit is not None and guild_id == culprit:
-                if overran:
-                    message = (
-                        "this server's script ran past the worker's deadline in a call that could not "
-                        "be interrupted, so its worker was stopped; the next event starts a fresh VM"
-                    )
-                else:
-                    message = (
-                        f"this server's script took its worker down ({crash}); the worker was replaced "
-                        "and the next event starts a fresh VM"
-                    )
-            elif culprit is not None:
-                how = "ran past its deadline" if overran else "took it down"
-                message = (
-                    "the worker running this server's scripts was stopped because another server's "
-                    f"script {how}; the next event starts a fresh VM"
-                )
-            else:
-                message = (
-                    f"the worker running this server's scripts crashed ({crash}) before it answered "
-                    "this request; the next event starts a fresh VM"
-                )
-            future.set_exception(WorkerCrashed(guild_id, message, culprit=culprit, overran=overran))
 
     # --- housekeeping --------------------------------------------------------------------------
 

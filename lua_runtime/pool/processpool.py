@@ -114,7 +114,7 @@ class WorkerDeadline:
 
 
 class _SharedDeadline:
-    """The worker's half of the supervisor (a :class:`~lua_runtime.pool.worker.Watchdog`): writes
+    """The worker's half of the supervisor (a :class:`~lua_runtime.pool.watchdog.Watchdog`): writes
     into shared memory when its guest work must be over, for the watcher in the parent to read.
 
     ``cell[0]`` is the deadline (``time.monotonic``, which is ``CLOCK_MONOTONIC``, the same clock

@@ -9,9 +9,14 @@ for logs.
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from lua_runtime.results import EventResult
+
+if TYPE_CHECKING:  # strategy.py counts with the classes below
+    from lua_runtime.pool.strategy import WorkerHandle
 
 #: Upper bounds of the latency buckets, in seconds: 0.1 ms doubling up to about 13 s; one more
 #: bucket counts everything slower.
@@ -140,6 +145,25 @@ class PoolStats:
     worker_crashes: int
     dropped_queue_full: int
     dropped_cpu_budget: int
+
+
+def worker_snapshot(worker: WorkerHandle, vm_memory: Mapping[int, int]) -> WorkerStats:
+    """The stats of ``worker``, whose guild VMs hold ``vm_memory`` (heap bytes by guild)."""
+    counters = worker.counters
+    return WorkerStats(
+        worker_id=worker.worker_id,
+        slow_lane=worker.slow_lane,
+        checks=worker.checks,
+        guilds=len(worker.guilds),
+        resident_vms=len(vm_memory),
+        memory_bytes=sum(vm_memory.values()),
+        events=counters.events,
+        errors=counters.errors,
+        time_limit_hits=counters.time_limit_hits,
+        cpu_seconds=counters.cpu_seconds,
+        queue_depth=len(worker.pending),
+        latency=counters.histogram(),
+    )
 
 
 # --- live counters (event-loop side) ----------------------------------------------------------

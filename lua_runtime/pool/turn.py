@@ -8,7 +8,7 @@ and a wake-up, which for a trivial event is more than the event's own Lua. Measu
 CPU per event where one thread calling the same VMs spends 15.
 
 So the thread pool's workers share an :class:`InterpreterTurn`. A worker serves the events and timers
-of its *light* guilds (those whose events take little CPU: see ``worker.py``) holding the turn, for
+of its *light* guilds (those whose events take little CPU: see ``guild_slot.py``) holding the turn, for
 one slice at most; the other workers wait for it on a lock, not on the GIL, and the GIL stays with
 the holder across its guest calls. Other requests are served without the turn, so long guest calls
 still run in parallel.
@@ -28,12 +28,25 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
+from typing import Protocol
 
 #: Longest a worker waits for the turn before it serves its requests without it.
 TURN_WAIT_SECONDS = 0.005
 #: Longest a worker holding the turn waits for the event loop to run the continuations of the
 #: records it was handed.
 LOOP_WAIT_SECONDS = 0.001
+
+
+class Turn(Protocol):
+    """What the worker loop needs of a turn (:class:`InterpreterTurn` is the one): shared by worker
+    threads, so that they take turns at running Python rather than trade the GIL at every guest
+    call. Entered and left on the worker, around a run of light requests within one slice."""
+
+    def enter(self) -> bool:
+        """Take the turn (waiting a bounded time); True when taken, and :meth:`leave` is owed."""
+        ...
+
+    def leave(self) -> None: ...
 
 
 class InterpreterTurn:

@@ -18,45 +18,33 @@ to make room), the worker dies, or the facade takes the guild away at once (:cla
 to move a noisy guild to the slow lane), and the worker hands back the guild's requests it has not
 started.
 
-Each guild has a CPU budget: a token bucket holding up to ``cpu_seconds`` of CPU, refilled
-continuously over ``cpu_window_seconds``. An event that finds its guild's bucket empty is dropped
-with the reason ``cpu_budget`` (counted and logged by the facade) rather than deferred, because a
-deferred event would still cost the CPU its guild was denied; the guild runs again as soon as its
-bucket refills. Everything the guild makes a worker do (events, timers, VM builds, reloads, dry
-runs) is charged to its bucket.
+Each guild's place on its worker is a :class:`GuildSlot` (``guild_slot.py``): its VM, its queue,
+its CPU budget (an event that finds it spent is dropped with the reason ``cpu_budget``) and its
+action window. Checks of code nobody has run yet (an upload, a dry run) run in sandboxes of their
+own, apart from the guild's VM (``checks.py``).
 
-Each guild also has an action window (``action_window.py``): the actions its scripts may request in
-any ``action_window_seconds``, across events and runs of timers. The loop passes what is left of it
-into each call, and the kernel stops a script that asks for more with a ``limit`` error.
-
-Timers (the ``task`` library) belong to the guild's VM; the loop only wakes them. It keeps a heap
-of (due time, guild) on its ``clock``, waits on its inbox no longer than until the earliest, and
-files a due guild's run of timers in that guild's own queue, so that timer work keeps the guild's
-order, takes its place in the round-robin and is charged to its bucket like an event. A run whose guild's
-bucket is empty drops the due timers, each with an error in the result (for the same reason events
-are dropped, not deferred). A run leaves as a :class:`TimerResult`; a change in a guild's number of
-pending timers as a :class:`TimersPending`, which keeps the facade from closing the VM as idle.
+Timers (the ``task`` library) belong to the guild's VM; the loop only wakes them, when the
+:class:`TimerHeap` (``timer_heap.py``) says they are due, with a run of them filed in the guild's own
+queue. A run leaves as a :class:`TimerResult`; a change in a guild's number of pending timers as a
+:class:`TimersPending`, which keeps the facade from closing the VM as idle.
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import logging
-import math
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
-from lua_runtime.action_window import ActionWindow
-from lua_runtime.dry_run import MAX_CPU_BUDGETS, dry_run, load_script
 from lua_runtime.guild_vm import GuildVM, Translator
-from lua_runtime.kv_store import DryRunKV, KeyValueStore
+from lua_runtime.kv_store import KeyValueStore
 from lua_runtime.limits import SandboxLimits
 from lua_runtime.luau import translate
+from lua_runtime.pool.checks import CHECKS
+from lua_runtime.pool.errors import RequestFailed
+from lua_runtime.pool.guild_slot import GuildSlot, RunTimers
 from lua_runtime.pool.messages import (
     NO_REPLY,
     DispatchEvent,
@@ -81,6 +69,9 @@ from lua_runtime.pool.messages import (
     WorkerReport,
 )
 from lua_runtime.pool.provider import ScriptProvider, ScriptProviderFactory
+from lua_runtime.pool.timer_heap import TimerHeap
+from lua_runtime.pool.turn import Turn
+from lua_runtime.pool.watchdog import KVOffTheClock, Watchdog
 from lua_runtime.translation_process import DEFAULT_MEMORY_BYTES, shared_translator
 
 log = logging.getLogger(__name__)
@@ -90,10 +81,6 @@ log = logging.getLogger(__name__)
 SLICE_SECONDS = 0.002
 #: Most requests served between two hand-offs.
 SLICE_REQUESTS = 256
-#: A light guild's events (and runs of timers) are served holding the worker's :class:`Turn`, if it
-#: has one; a guild whose last two took this much CPU or more each is not light, and its guest calls
-#: run without the turn, in parallel with the other workers. A trivial event takes about 20 µs.
-LIGHT_REQUEST_SECONDS = 0.00025
 
 
 class Inbox(Protocol):
@@ -112,84 +99,6 @@ class Outbox(Protocol):
     def send(self, records: list[WorkerRecord]) -> None:
         """Hand ``records`` (in order) to the facade. Called from the worker; must not block long."""
         ...
-
-
-class Turn(Protocol):
-    """Shared by worker threads, so that they take turns at running Python rather than trade the
-    GIL at every guest call (see :mod:`lua_runtime.pool.turn`). Entered and left on the worker,
-    around a run of light requests within one slice."""
-
-    def enter(self) -> bool:
-        """Take the turn (waiting a bounded time); True when taken, and :meth:`leave` is owed."""
-        ...
-
-    def leave(self) -> None: ...
-
-
-class Watchdog(Protocol):
-    """Watches a worker from outside: the process pool's supervisor, which kills a worker stuck in
-    guest work that the sandbox cannot interrupt (a call into C code, out of reach of its hooks).
-
-    The loop arms it when guest work starts, with the CPU budget that work runs under, and disarms
-    it when the worker has nothing running; the watchdog decides how much wall time that budget is
-    worth. Both are called on the worker, once per request at most, so they must be cheap.
-    """
-
-    def arm(self, cpu_budget_seconds: float, guild_id: int) -> None:
-        """Guest work of ``guild_id`` under a budget of ``cpu_budget_seconds`` of CPU starts now
-        (the guild is named so that a worker killed for it can say whose work overran)."""
-        ...
-
-    def disarm(self) -> None:
-        """No guest work is running."""
-        ...
-
-    def pause(self) -> None:
-        """The guest work waits on I/O, not on code (a ``@warden/kv`` call waiting for SQLite's
-        lock): the wall clock stops counting until :meth:`resume`. The sandbox still counts the
-        work's CPU, and SQLite's busy timeout bounds the wait."""
-        ...
-
-    def resume(self) -> None: ...
-
-
-class _KVOffTheClock:
-    """A worker's KV store as its guild VMs see it when a :class:`Watchdog` watches the worker:
-    each call pauses the watchdog, so that a write waiting for another process's lock on the
-    database (up to SQLite's busy timeout, longer than the watchdog's deadline) does not get the
-    worker killed as if its guest code had stalled."""
-
-    def __init__(self, store: KeyValueStore, watchdog: Watchdog) -> None:
-        self._store = store
-        self._watchdog = watchdog
-
-    @contextmanager
-    def _off_the_clock(self) -> Iterator[None]:
-        self._watchdog.pause()
-        try:
-            yield
-        finally:
-            self._watchdog.resume()
-
-    def get(self, guild_id: int, key: str) -> Any | None:
-        with self._off_the_clock():
-            return self._store.get(guild_id, key)
-
-    def set(self, guild_id: int, key: str, value: Any, ttl_seconds: float | None = None) -> None:
-        with self._off_the_clock():
-            self._store.set(guild_id, key, value, ttl_seconds)
-
-    def delete(self, guild_id: int, key: str) -> bool:
-        with self._off_the_clock():
-            return self._store.delete(guild_id, key)
-
-    def incr(self, guild_id: int, key: str, by: int | float = 1) -> int | float:
-        with self._off_the_clock():
-            return self._store.incr(guild_id, key, by)
-
-    def keys(self, guild_id: int, prefix: str = "", limit: int = 100) -> list[str]:
-        with self._off_the_clock():
-            return self._store.keys(guild_id, prefix, limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,85 +127,8 @@ class InjectedFault(RuntimeError):
     """Raised by a worker that was sent :class:`InjectFault`."""
 
 
-@dataclass(slots=True)
-class _RunTimers:
-    """The loop's own request, filed in a guild's queue when its earliest timer is due: run the
-    guild's due timers. Never sent by the facade, never handed back by :class:`ReleaseGuild`."""
-
-    request_id: int
-    guild_id: int
-
-
 #: The requests that may be served holding the turn: what a light guild's scripts do all day.
-_LIGHT_KINDS = frozenset({DispatchEvent, _RunTimers})
-
-
-class _RequestFailed(Exception):
-    """One request could not be carried out; the loop replies with ``failure`` and goes on."""
-
-    def __init__(self, failure: Failure) -> None:
-        super().__init__(failure.message)
-        self.failure = failure
-
-
-class _GuildSlot:
-    """A guild's place on its worker: its VM (the only strong reference to it), its queue, its
-    CPU bucket, and where its timers stand."""
-
-    __slots__ = (
-        "actions",
-        "guild_id",
-        "last_cost",
-        "light",
-        "queue",
-        "rebuilds",
-        "refilled_at",
-        "scheduled",
-        "timers_queued",
-        "timers_reported",
-        "tokens",
-        "vm",
-        "wake_at",
-    )
-
-    def __init__(self, guild_id: int, tokens: float, now: float) -> None:
-        self.guild_id = guild_id
-        self.vm: GuildVM | None = None
-        # A list, not a deque: an empty deque takes 760 bytes, and a worker holds thousands of
-        # guilds whose queues are empty nearly always (and hold at most VM_GUILD_QUEUE requests).
-        self.queue: list[GuildAction | _RunTimers] = []
-        #: See note_cost(); a guild nothing is known of yet is not light.
-        self.light = False
-        self.last_cost = math.inf
-        self.tokens = tokens
-        self.refilled_at = now
-        #: True while the slot is in the worker's round-robin of guilds with queued requests.
-        self.scheduled = False
-        #: ``vm.rebuilds`` when last seen, to notice a rebuild after a memory-limit error.
-        self.rebuilds = 0
-        #: The due time of the slot's live entry in the loop's timer heap (inf when it has none):
-        #: any other entry of the guild's is stale.
-        self.wake_at = math.inf
-        #: True while a run of its timers waits in its queue.
-        self.timers_queued = False
-        #: The pending-timer count last sent to the facade.
-        self.timers_reported = 0
-        #: The guild's action window, from its first action on (see action_window.py).
-        self.actions: ActionWindow | None = None
-
-    def note_cost(self, cpu_seconds: float) -> None:
-        """Its event or run of timers took ``cpu_seconds``. The guild is light unless its last two
-        took LIGHT_REQUEST_SECONDS or more each: one slow event (a garbage collection, a cold cache)
-        does not make a light guild heavy, and a heavy guild shows it on every event. A new guild is
-        not light until one of its events was quick."""
-        self.light = cpu_seconds < LIGHT_REQUEST_SECONDS or self.last_cost < LIGHT_REQUEST_SECONDS
-        self.last_cost = cpu_seconds
-
-    def replace_vm(self, vm: GuildVM | None) -> None:
-        """Hold ``vm`` (None: no VM) from now on; the timers of the VM it replaces are gone."""
-        self.vm = vm
-        self.rebuilds = 0
-        self.wake_at = math.inf
+_LIGHT_KINDS = frozenset({DispatchEvent, RunTimers})
 
 
 def _load_report(vm: GuildVM, cpu_seconds: float) -> LoadReport:
@@ -343,26 +175,24 @@ class WorkerLoop:
         kv_store = scripts.kv_store
         #: The store the guild VMs get: the provider's, off the watchdog's clock when there is one.
         self._vm_kv: KeyValueStore | None = (
-            _KVOffTheClock(kv_store, watchdog) if kv_store is not None and watchdog is not None else kv_store
+            KVOffTheClock(kv_store, watchdog) if kv_store is not None and watchdog is not None else kv_store
         )
         #: This thread's CPU time when guild work was last charged (see _charge).
         self._cpu_mark = 0.0
         self._event_budget = settings.limits.cpu_ms_per_event / 1000
-        self._slots: dict[int, _GuildSlot] = {}
-        self._ready: deque[_GuildSlot] = deque()
+        self._slots: dict[int, GuildSlot] = {}
+        self._ready: deque[GuildSlot] = deque()
         self._records: list[WorkerRecord] = []
         self._stopping = False
         self._drain_deadline = 0.0
-        #: (due time on ``clock``, tie-breaker, guild id): when guilds' timers are due.
-        self._timer_heap: list[tuple[float, int, int]] = []
-        self._timer_order = itertools.count()
-        self._handlers: dict[type, Callable[[_GuildSlot, GuildAction], None]] = {
+        self._timers = TimerHeap(clock)
+        self._handlers: dict[type, Callable[[GuildSlot, GuildAction], None]] = {
             DispatchEvent: self._dispatch,  # type: ignore[dict-item]
             ReloadGuild: self._reload,  # type: ignore[dict-item]
             ResetGuild: self._reset,  # type: ignore[dict-item]
-            DryRunScript: self._dry_run,  # type: ignore[dict-item]
-            LoadScript: self._load_script,  # type: ignore[dict-item]
-            _RunTimers: self._run_timers,  # type: ignore[dict-item]
+            DryRunScript: self._check,  # type: ignore[dict-item]
+            LoadScript: self._check,  # type: ignore[dict-item]
+            RunTimers: self._run_timers,  # type: ignore[dict-item]
         }
 
     # --- the loop ------------------------------------------------------------------------------
@@ -374,8 +204,8 @@ class WorkerLoop:
             self._accept(action)
         while True:
             busy = self._ready or self._records or self._stopping
-            self._take(0 if busy else self._until_next_timer())
-            if self._timer_heap and not self._stopping:
+            self._take(0 if busy else self._timers.seconds_to_next())
+            if self._timers and not self._stopping:
                 self._wake_due_guilds()
             if self._stopping:
                 if time.monotonic() >= self._drain_deadline:
@@ -401,7 +231,7 @@ class WorkerLoop:
             slot.vm = None
         self._slots.clear()
         self._ready.clear()
-        self._timer_heap.clear()
+        self._timers.clear()
         records, self._records = self._records, []
         return records
 
@@ -416,7 +246,7 @@ class WorkerLoop:
             guild_id = action.guild_id  # type: ignore[union-attr]
             slot = self._slots.get(guild_id)
             if slot is None:
-                slot = self._slots[guild_id] = _GuildSlot(guild_id, self._budget, self._clock())
+                slot = self._slots[guild_id] = GuildSlot(guild_id, self._budget, self._clock())
             slot.queue.append(action)  # type: ignore[arg-type]
             if not slot.scheduled:
                 slot.scheduled = True
@@ -438,7 +268,7 @@ class WorkerLoop:
         unstarted: list[GuildAction] = []
         if slot is not None:
             # The guild's timers go with its VM; a run of them is the loop's own, not the facade's.
-            unstarted = [action for action in slot.queue if type(action) is not _RunTimers]
+            unstarted = [action for action in slot.queue if type(action) is not RunTimers]
             if slot.vm is not None and slot.vm.pending_timers:
                 log.info("guild %s: %d pending timers dropped as it leaves", guild_id, slot.vm.pending_timers)
             if slot.scheduled:
@@ -486,7 +316,7 @@ class WorkerLoop:
                     watchdog.arm(budget, slot.guild_id)
                 try:
                     handlers[type(action)](slot, action)
-                except _RequestFailed as failed:
+                except RequestFailed as failed:
                     if action.request_id != NO_REPLY:
                         records.append(Reply(action.request_id, failure=failed.failure))
                     self._cpu_mark = time.thread_time()  # a failed request costs its guild nothing
@@ -518,9 +348,9 @@ class WorkerLoop:
 
     # --- the guild requests --------------------------------------------------------------------
 
-    def _dispatch(self, slot: _GuildSlot, action: DispatchEvent) -> None:
-        if not self._refill(slot):
-            raise _RequestFailed(
+    def _dispatch(self, slot: GuildSlot, action: DispatchEvent) -> None:
+        if not slot.refill(self._clock(), self._refill_rate, self._budget):
+            raise RequestFailed(
                 Failure(
                     "cpu_budget",
                     f"skipped: this server's scripts used their CPU budget ({self._budget:g} s of CPU "
@@ -530,21 +360,22 @@ class WorkerLoop:
         vm = slot.vm if slot.vm is not None else self._build_on_demand(slot)
         if self._watchdog is not None:
             self._arm_for_rebuild(self._watchdog, slot, vm)
+        allowance = slot.action_allowance(self._clock, self._limits)
         try:
-            result = vm.dispatch(action.event, action.payload, self._action_allowance(slot))
+            result = vm.dispatch(action.event, action.payload, allowance)
         except ValueError as exc:
-            raise _RequestFailed(Failure("invalid_request", str(exc))) from None
+            raise RequestFailed(Failure("invalid_request", str(exc))) from None
         except Exception as exc:
             raise self._vm_failed(slot, exc, f"running the {action.event} event") from None
         cpu = self._charge(slot)
         slot.note_cost(cpu)
         if result.actions:
-            self._record_actions(slot, len(result.actions))
+            slot.record_actions(self._clock(), len(result.actions), self._limits)
         if vm.rebuilds != slot.rebuilds:
             self._note_rebuild(slot, vm)
         self._records.append(Reply(action.request_id, result, None, cpu))
 
-    def _arm_for_rebuild(self, watchdog: Watchdog, slot: _GuildSlot, vm: GuildVM) -> None:
+    def _arm_for_rebuild(self, watchdog: Watchdog, slot: GuildSlot, vm: GuildVM) -> None:
         """A VM that stopped being trustworthy rebuilds itself from its scripts before it runs
         anything: give the watchdog the budget of a build, not of one event."""
         if not vm.trusted:
@@ -555,13 +386,13 @@ class WorkerLoop:
         its own event budget, and the build itself costs about one more."""
         return (scripts + 1) * self._event_budget
 
-    def _run_timers(self, slot: _GuildSlot, action: _RunTimers) -> None:
+    def _run_timers(self, slot: GuildSlot, action: RunTimers) -> None:
         slot.timers_queued = False
         vm = slot.vm
         if vm is None:
             self._charge(slot)
             return  # the VM was closed after the run was filed: its timers went with it
-        if not self._refill(slot):
+        if not slot.refill(self._clock(), self._refill_rate, self._budget):
             message = (
                 f"timer dropped: this server's scripts used their CPU budget ({self._budget:g} s of "
                 "CPU per window)"
@@ -574,106 +405,49 @@ class WorkerLoop:
             self._watchdog.arm(2 * self._event_budget, slot.guild_id)
             self._arm_for_rebuild(self._watchdog, slot, vm)
         try:
-            result = vm.run_timers(self._action_allowance(slot))
+            result = vm.run_timers(slot.action_allowance(self._clock, self._limits))
         except Exception as exc:
             raise self._vm_failed(slot, exc, "running its timers") from None
         cpu = self._charge(slot)
         slot.note_cost(cpu)
         if result.actions:
-            self._record_actions(slot, len(result.actions))
+            slot.record_actions(self._clock(), len(result.actions), self._limits)
         if vm.rebuilds != slot.rebuilds:
             self._note_rebuild(slot, vm)
         self._records.append(TimerResult(slot.guild_id, result, cpu))
 
-    def _reload(self, slot: _GuildSlot, action: ReloadGuild) -> None:
+    def _reload(self, slot: GuildSlot, action: ReloadGuild) -> None:
         # The old VM keeps serving until the new one is complete: a failed read changes nothing.
         vm, report = self._build(slot)
         slot.replace_vm(vm)
         self._records.append(Reply(action.request_id, report, None, report.cpu_seconds))
 
-    def _reset(self, slot: _GuildSlot, action: ResetGuild) -> None:
+    def _reset(self, slot: GuildSlot, action: ResetGuild) -> None:
         slot.replace_vm(None)
         self._charge(slot)  # freeing a big VM takes time too
         if action.request_id != NO_REPLY:
             self._records.append(Reply(action.request_id))
 
-    def _dry_run(self, slot: _GuildSlot, action: DryRunScript) -> None:
+    def _check(self, slot: GuildSlot, action: DryRunScript | LoadScript) -> None:
+        """Run a check of code nobody has run yet in a sandbox of its own (see checks.py)."""
+        check = CHECKS[type(action)]
         if self._watchdog is not None:
-            # A dry run builds a VM, runs a handler and follows the timers it sets.
-            self._watchdog.arm(MAX_CPU_BUDGETS * self._event_budget, slot.guild_id)
-        try:
-            # Reads see the guild's data; writes stay in the run.
-            kv = DryRunKV(self._limits, self._scripts.kv_store)
-            run = dry_run(action.script, action.event, action.payload, self._limits, kv, self._translate)
-        except ValueError as exc:
-            raise _RequestFailed(Failure("invalid_request", str(exc))) from None
-        except Exception as exc:
-            # The dry run's sandbox is its own: the guild's VM is not involved and stays.
-            log.exception("guild %s: a dry run of %s failed", slot.guild_id, action.script.name)
-            raise _RequestFailed(
-                Failure("vm_failed", f"the test sandbox failed ({type(exc).__name__})")
-            ) from None
+            self._watchdog.arm(check.cpu_budgets * self._event_budget, slot.guild_id)
+        run = check.carry_out(action, self._limits, self._translate, self._scripts.kv_store)
         self._records.append(Reply(action.request_id, run, None, self._charge(slot)))
-
-    def _load_script(self, slot: _GuildSlot, action: LoadScript) -> None:
-        """Check an upload: translate, compile and run its top level, against an empty store."""
-        if self._watchdog is not None:
-            # Translating it, building its VM and running its top level: a build of one script.
-            self._watchdog.arm(self._build_budget(1), slot.guild_id)
-        try:
-            run = load_script(action.script, self._limits, translator=self._translate)
-        except MemoryError:
-            # The translation of a hostile source in a worker process under its memory rlimit.
-            size = len(action.script.source.encode("utf-8", "surrogatepass"))
-            message = f"this script needs too much memory to compile ({size} bytes); simplify or split it"
-            raise _RequestFailed(Failure("invalid_request", message)) from None
-        except Exception as exc:
-            log.exception("guild %s: checking %s failed", slot.guild_id, action.script.name)
-            raise _RequestFailed(
-                Failure("vm_failed", f"the sandbox that checks scripts failed ({type(exc).__name__})")
-            ) from None
-        self._records.append(Reply(action.request_id, run, None, self._charge(slot)))
-
-    # --- actions -------------------------------------------------------------------------------
-
-    def _action_allowance(self, slot: _GuildSlot) -> int:
-        """The actions the guild's scripts may still request in its action window."""
-        window = slot.actions
-        if window is None:
-            return self._limits.max_actions_per_window
-        return window.allowance(self._clock())
-
-    def _record_actions(self, slot: _GuildSlot, count: int) -> None:
-        if slot.actions is None:
-            slot.actions = ActionWindow(self._limits)
-        slot.actions.record(self._clock(), count)
 
     # --- timers --------------------------------------------------------------------------------
 
-    def _until_next_timer(self) -> float | None:
-        """Seconds until the earliest entry of the timer heap (stale or not), None when empty."""
-        heap = self._timer_heap
-        if not heap:
-            return None
-        return max(0.0, heap[0][0] - self._clock())
-
     def _wake_due_guilds(self) -> None:
         """File a run of timers in the queue of each guild whose earliest timer is due."""
-        heap, slots, now = self._timer_heap, self._slots, self._clock()
-        while heap and heap[0][0] <= now:
-            due, _, guild_id = heapq.heappop(heap)
-            slot = slots.get(guild_id)
-            # Stale: the guild left, its VM was closed or replaced, or an earlier timer took over.
-            if slot is None or slot.wake_at != due or slot.vm is None:
-                continue
-            slot.wake_at = math.inf
+        for slot in self._timers.take_due(self._slots):
             slot.timers_queued = True
-            slot.queue.append(_RunTimers(NO_REPLY, guild_id))
+            slot.queue.append(RunTimers(NO_REPLY, slot.guild_id))
             if not slot.scheduled:
                 slot.scheduled = True
                 self._ready.append(slot)
 
-    def _note_timers(self, slot: _GuildSlot) -> None:
+    def _note_timers(self, slot: GuildSlot) -> None:
         """After a request of the guild: tell the facade if its pending-timer count changed, and
         put its earliest timer in the heap unless a run of them is already filed."""
         vm = slot.vm
@@ -684,13 +458,12 @@ class WorkerLoop:
         if vm is None or not pending or slot.timers_queued:
             return
         due = vm.next_timer_due
-        if due is not None and due < slot.wake_at:
-            slot.wake_at = due
-            heapq.heappush(self._timer_heap, (due, next(self._timer_order), slot.guild_id))
+        if due is not None:
+            self._timers.wake(slot, due)
 
     # --- guild VMs -----------------------------------------------------------------------------
 
-    def _charge(self, slot: _GuildSlot) -> float:
+    def _charge(self, slot: GuildSlot) -> float:
         """Take the CPU this thread used since the last charge from the guild's bucket; return it.
 
         The loop charges after each piece of guild work (a build, an event, a run of timers, a dry
@@ -706,22 +479,14 @@ class WorkerLoop:
         slot.tokens -= cpu
         return cpu
 
-    def _refill(self, slot: _GuildSlot) -> bool:
-        """Top up the guild's CPU bucket for the time passed; True when it holds any CPU."""
-        now = self._clock()
-        tokens = slot.tokens + (now - slot.refilled_at) * self._refill_rate
-        slot.tokens = tokens if tokens < self._budget else self._budget
-        slot.refilled_at = now
-        return slot.tokens > 0
-
-    def _build(self, slot: _GuildSlot) -> tuple[GuildVM, LoadReport]:
+    def _build(self, slot: GuildSlot) -> tuple[GuildVM, LoadReport]:
         """A new VM for the guild, from its stored scripts, and what loading them produced."""
         guild_id = slot.guild_id
         try:
             scripts = self._scripts.scripts_for(guild_id)
         except Exception as exc:
             log.exception("guild %s: cannot read its scripts", guild_id)
-            raise _RequestFailed(
+            raise RequestFailed(
                 Failure("scripts_unavailable", f"this server's scripts could not be read ({exc})")
             ) from None
         if self._watchdog is not None:
@@ -732,22 +497,22 @@ class WorkerLoop:
             raise self._vm_failed(slot, exc, "building its VM") from None
         return vm, _load_report(vm, self._charge(slot))
 
-    def _build_on_demand(self, slot: _GuildSlot) -> GuildVM:
+    def _build_on_demand(self, slot: GuildSlot) -> GuildVM:
         vm, report = self._build(slot)
         slot.replace_vm(vm)
         self._records.append(VmBuilt(slot.guild_id, report))
         return vm
 
-    def _note_rebuild(self, slot: _GuildSlot, vm: GuildVM) -> None:
+    def _note_rebuild(self, slot: GuildSlot, vm: GuildVM) -> None:
         """The VM rebuilt itself from its scripts after a memory-limit error: report the load."""
         slot.rebuilds = vm.rebuilds
         self._records.append(VmBuilt(slot.guild_id, _load_report(vm, 0.0)))
 
-    def _vm_failed(self, slot: _GuildSlot, exc: Exception, doing: str) -> _RequestFailed:
+    def _vm_failed(self, slot: GuildSlot, exc: Exception, doing: str) -> RequestFailed:
         """Close a VM that raised what it never should: it costs this guild its VM, nothing more."""
         log.error("guild %s: its VM failed while %s; closing it", slot.guild_id, doing, exc_info=exc)
         slot.replace_vm(None)
-        return _RequestFailed(
+        return RequestFailed(
             Failure(
                 "vm_failed",
                 f"this server's VM failed while {doing} ({type(exc).__name__}); "

@@ -8,9 +8,8 @@ import threading
 import time
 
 from lua_runtime.guild_vm import ScriptSource
-from lua_runtime.pool import InMemoryScripts, PoolConfig, VmPool
+from lua_runtime.pool import InMemoryScripts, PoolConfig, VmPool, guild_slot
 from lua_runtime.pool import turn as turn_module
-from lua_runtime.pool import worker as worker_module
 from lua_runtime.pool.config import build_strategy
 from lua_runtime.pool.messages import DispatchEvent, Shutdown, WorkerExit
 from lua_runtime.pool.provider import SharedProvider
@@ -147,7 +146,7 @@ def _serve_light_and_heavy(log: list[str], turn: RecordingTurn, watchdog: GuildL
 
 def test_the_loop_holds_the_turn_for_light_guilds_only(monkeypatch) -> None:
     # A light guild's event takes well under 5 ms of CPU even on a slow machine; the spinner 20 ms.
-    monkeypatch.setattr(worker_module, "LIGHT_REQUEST_SECONDS", 0.005)
+    monkeypatch.setattr(guild_slot, "LIGHT_REQUEST_SECONDS", 0.005)
     log: list[str] = ["start"]
     outbox = _serve_light_and_heavy(log, RecordingTurn(log), GuildLog(log))
     # First events: nothing known of either guild, so both run outside. Then guild 1 is light: its
@@ -159,14 +158,14 @@ def test_the_loop_holds_the_turn_for_light_guilds_only(monkeypatch) -> None:
 
 
 def test_a_turn_not_granted_is_not_left(monkeypatch) -> None:
-    monkeypatch.setattr(worker_module, "LIGHT_REQUEST_SECONDS", 0.005)
+    monkeypatch.setattr(guild_slot, "LIGHT_REQUEST_SECONDS", 0.005)
     log: list[str] = ["start"]
     _serve_light_and_heavy(log, RecordingTurn(log, grant=False), GuildLog(log))
     assert "leave" not in log and log.count("enter") == 2
 
 
 def test_a_worker_that_crashes_holding_the_turn_leaves_it(monkeypatch) -> None:
-    monkeypatch.setattr(worker_module, "LIGHT_REQUEST_SECONDS", 0.005)
+    monkeypatch.setattr(guild_slot, "LIGHT_REQUEST_SECONDS", 0.005)
     log: list[str] = ["start"]
     scripts = InMemoryScripts({1: [counter()], 3: [counter()]})
     watchdog = GuildLog(log)
@@ -221,9 +220,9 @@ def test_only_the_thread_pools_workers_share_a_turn() -> None:
 
 
 def test_one_slow_event_does_not_make_a_guild_heavy_but_two_in_a_row_do() -> None:
-    slot = worker_module._GuildSlot(1, tokens=1.0, now=0.0)
+    slot = guild_slot.GuildSlot(1, tokens=1.0, now=0.0)
     assert not slot.light  # nothing known yet: its first event runs outside the turn
-    slow, quick = 10 * worker_module.LIGHT_REQUEST_SECONDS, worker_module.LIGHT_REQUEST_SECONDS / 10
+    slow, quick = 10 * guild_slot.LIGHT_REQUEST_SECONDS, guild_slot.LIGHT_REQUEST_SECONDS / 10
     outcomes = []
     for cost in (quick, slow, quick, slow, slow, slow, quick):
         slot.note_cost(cost)
@@ -232,7 +231,7 @@ def test_one_slow_event_does_not_make_a_guild_heavy_but_two_in_a_row_do() -> Non
 
 
 def test_what_arrives_while_the_worker_waits_for_the_turn_is_served_in_that_turn(monkeypatch) -> None:
-    monkeypatch.setattr(worker_module, "LIGHT_REQUEST_SECONDS", 0.005)
+    monkeypatch.setattr(guild_slot, "LIGHT_REQUEST_SECONDS", 0.005)
     log: list[str] = ["start"]
     scripts = InMemoryScripts({1: [counter()], 2: [counter()]})
 
@@ -264,7 +263,7 @@ def test_what_arrives_while_the_worker_waits_for_the_turn_is_served_in_that_turn
 
 
 def test_a_slice_asks_for_the_turn_once(monkeypatch) -> None:
-    monkeypatch.setattr(worker_module, "LIGHT_REQUEST_SECONDS", 0.005)
+    monkeypatch.setattr(guild_slot, "LIGHT_REQUEST_SECONDS", 0.005)
     log: list[str] = ["start"]
     scripts = InMemoryScripts({guild: [counter()] for guild in (1, 2, 3)})
     batches = [
