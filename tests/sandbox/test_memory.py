@@ -13,6 +13,8 @@ import pytest
 
 from lua_runtime.events import sample_payload
 from tests.sandbox.attack import (
+    CHILD_CPU_SECONDS,
+    SMALL,
     WITNESS_EVENT,
     WITNESS_SOURCE,
     Attack,
@@ -144,7 +146,10 @@ def test_a_heap_kept_full_to_the_byte_survives_every_host_push() -> None:
     payload["content"] = "y" * 4000
     payload["mentions"] = [{"id": str(10**18 + i), "username": f"user{i}"} for i in range(100)]
     steps = [(1, "message", payload)] * 40 + [(1, WITNESS_EVENT, None)]
-    run = run_child({1: [("brim", brim), ("witness", WITNESS_SOURCE)]}, steps)
+    # Each event may spend its whole budget filling the heap: the allowance counts them all, and
+    # still fails the test at once if one event escapes its budget.
+    allowance = CHILD_CPU_SECONDS + len(steps) * SMALL.cpu_ms_per_event / 1000
+    run = run_child({1: [("brim", brim), ("witness", WITNESS_SOURCE)]}, steps, cpu_seconds=allowance)
     assert len(run.events) == 41
     assert all(event.exception is None for event in run.events)
     assert all(error.kind == "memory_limit" for event in run.events for error in event.errors)
