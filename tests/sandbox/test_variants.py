@@ -1,0 +1,142 @@
+"""Variants of issue #16's classes that a second look found still escaping, by class.
+
+Each escape found is here as a regression test, with the variants of its class written around it;
+every case runs in a child process with a CPU allowance (``attack.py``), so an escape fails its
+test by that allowance, never by a timing assertion, and the witness must be served after it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.sandbox.attack import Attack, Case, assert_stopped, handler, run_attacks
+from tests.sandbox.test_task_attacks import TaskAttack, run_task_attacks
+
+# --- Work out of the hook's reach: the collector settling weak-keyed chains -----------------------
+#
+# A table with weak keys and strong values (an ephemeron table) is settled in the collector's
+# atomic step by going over every such table again each time one of them marked a value: a chain
+# of entries, each value the next entry's key, costs the square of its length, inside one
+# allocation that no hook and no preemption can interrupt. A chain grown over a few events stalled
+# the worker for minutes. The collector reads __mode from the metatable at every cycle, so a check
+# in setmetatable would not do: weak modes are inert in scripts (lua_runtime/weak_mode.py).
+
+#: A script whose handler grows a chain of `n` entries per event in `weak` (built by `make`, on
+#: line 1), from a root that the handler keeps alive, and prints how long the chain is.
+CHAIN = """{make}
+local root = {{}} local key = root local length = 0
+return {{ message = function(m)
+  local keep = root
+  for i = 1, {n} do local nxt = {{}} {store} key = nxt length += 1 end
+  print(length)
+end }}"""
+
+
+def chain(make: str, store: str = "weak[key] = nxt", n: int = 9000) -> str:
+    return CHAIN.format(make=make, store=store, n=n)
+
+
+WEAK_CHAINS = {
+    "a weak-keyed table": chain("local weak = setmetatable({}, { __mode = 'k' })"),
+    "__mode set after setmetatable": chain("local mt = {} local weak = setmetatable({}, mt) mt.__mode = 'k'"),
+    "__mode set with rawset": chain(
+        "local mt = {} local weak = setmetatable({}, mt) rawset(mt, '__mode', 'k')"
+    ),
+    "__mode built at run time": chain(
+        "local weak = setmetatable({}, { [string.rep('_', 2) .. 'mode'] = 'k' })"
+    ),
+    "__mode copied into the metatable by a loop": chain(
+        "local mt = {} local weak = setmetatable({}, mt) for k, v in { __mode = 'k' } do mt[k] = v end"
+    ),
+    "a mode that hides 'v' behind a NUL": chain("local weak = setmetatable({}, { __mode = 'k\\0v' })"),
+    "a weak-keyed table cloned": chain("local weak = table.clone(setmetatable({}, { __mode = 'k' }))"),
+    "a chain across a thousand small weak-keyed tables": chain(
+        "local mt = { __mode = 'k' } local weak = {} for i = 1, 1000 do weak[i] = setmetatable({}, mt) end",
+        store="weak[i % 1000 + 1][key] = nxt",
+    ),
+    "a weak-keyed metatable that is also its own __index": chain(
+        "local mt = {} mt.__index = mt mt.__mode = 'k' local weak = setmetatable({}, mt)"
+    ),
+}
+
+#: Events each chain gets: five of them make a chain of 45,000 entries, about all that fits in a
+#: 4 MiB heap. With weak keys in force, settling it took seconds per collection.
+CHAIN_EVENTS = 5
+
+
+@pytest.fixture(scope="module")
+def weak_chains() -> dict[str, Attack]:
+    return run_attacks({name: Case(source, CHAIN_EVENTS) for name, source in WEAK_CHAINS.items()})
+
+
+@pytest.mark.parametrize("name", list(WEAK_CHAINS))
+def test_a_chain_in_weak_keyed_tables_costs_the_collector_no_more_than_a_strong_one(
+    weak_chains: dict[str, Attack], name: str
+) -> None:
+    result = weak_chains[name]
+    result.check_witness()
+    assert result.load_error is None
+    for event in result.events:
+        # The chain grows (its keys are held strongly) until the heap is full.
+        assert all(error.kind == "memory_limit" for error in event.errors), event.errors
+    assert result.first.texts() == ["9000"]
+
+
+def test_weak_modes_hold_keys_and_values_strongly() -> None:
+    source = handler(
+        "local k, v = setmetatable({}, { __mode = 'k' }), setmetatable({}, { __mode = 'v' }) "
+        "for i = 1, 100 do k[{}] = i v[i] = {} end "
+        "local junk = {} for i = 1, 20000 do junk[i % 100] = { i } end "
+        "local n = 0 for _ in k do n += 1 end print(n, #v, getmetatable(k).__mode)"
+    )
+    result = run_attacks({"weak": Case(source)})["weak"]
+    result.check_witness()
+    assert result.first.errors == []
+    assert result.first.texts() == ["100\t100\tk"]
+
+
+# --- Floods of error reports: threads that task.defer ran -------------------------------------------
+#
+# The errors of threads that task.spawn ran were capped per turn; those of deferred threads were
+# not, and a deferred thread that fails and defers the next made thousands of error records in one
+# event (each one a run-log row and a log line in the bot).
+
+DEFER_FLOODS = {
+    "deferred threads that each defer two more, past the pending limit": (
+        "local function f() task.defer(f) task.defer(f) end f()"
+    ),
+    "a deferred chain whose threads each fail": "local function f() task.defer(f) error('x') end f()",
+    "a deferred chain whose threads each fail with a long message": (
+        "local s = string.rep('e', 1000) local function f() task.defer(f) error(s) end task.defer(f)"
+    ),
+    "a deferred chain whose threads each yield": "local function f() task.defer(f) coroutine.yield() end f()",
+    "a deferred chain whose threads each break an argument check": (
+        "local function f() task.defer(f) string.rep() end task.defer(f)"
+    ),
+    "a deferred chain started by a timer": (
+        "task.delay(0, function() local function f() task.defer(f) error('x') end f() end)"
+    ),
+}
+
+#: Error records one turn may make: the first thread errors, one line for the rest, the handler's
+#: own error and the time limit.
+MAX_TURN_ERRORS = 12
+
+
+@pytest.fixture(scope="module")
+def defer_floods() -> dict[str, TaskAttack]:
+    return run_task_attacks({name: handler(body) for name, body in DEFER_FLOODS.items()})
+
+
+@pytest.mark.parametrize("name", list(DEFER_FLOODS))
+def test_deferred_threads_that_fail_report_a_bounded_number_of_errors(
+    defer_floods: dict[str, TaskAttack], name: str
+) -> None:
+    result = defer_floods[name]
+    result.check_witness()
+    for step in [result.event, *result.timers]:
+        assert len(step.errors) <= MAX_TURN_ERRORS, [error.message for error in step.errors]
+    errors = result.attack_errors()
+    assert any(error.message.startswith("more task threads failed in this turn") for error in errors)
+    # The chain runs on, unreported, until the turn's budget is spent.
+    assert_stopped(errors[-1], "time_limit")
