@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import pytest
 
+from lua_runtime.events import sample_payload
+from lua_runtime.guild_vm import GuildVM, ScriptSource
+from lua_runtime.limits import SandboxLimits
 from tests.sandbox.attack import Attack, Case, assert_stopped, handler, run_attacks
 from tests.sandbox.test_task_attacks import TaskAttack, run_task_attacks
 
@@ -93,6 +96,28 @@ def test_weak_modes_hold_keys_and_values_strongly() -> None:
     result.check_witness()
     assert result.first.errors == []
     assert result.first.texts() == ["100\t100\tk"]
+
+
+#: Makes, in every event, what the host keeps in its own weak tables: coroutines (the kernel's
+#: registries and debug.sethook's table of hooks), frozen tables, and names of shown tables.
+HOST_WEAK_TABLE_USER = """return { message = function(m)
+  for i = 1, 500 do coroutine.wrap(function() coroutine.yield() end)() end
+  for i = 1, 200 do task.spawn(function() end) end
+  for i = 1, 200 do local t = table.freeze({ i }) local name = tostring({}) end
+  print(collectgarbage("count"))
+end }"""
+
+
+def test_the_hosts_own_weak_tables_stay_weak() -> None:
+    # In-process: the script is well-behaved. What it makes must not pile up across events.
+    vm = GuildVM(1, [ScriptSource("user", HOST_WEAK_TABLE_USER)], SandboxLimits())
+    used = []
+    for _ in range(40):
+        result = vm.dispatch("message", sample_payload("message"))
+        assert result.errors == []
+        used.append(float(result.output[0].text))
+    # Held strongly, the last 30 events would have added 30 x 1,100 coroutines and tables.
+    assert max(used[10:]) < 2 * min(used[:10])
 
 
 # --- Floods of error reports: threads that task.defer ran -------------------------------------------
