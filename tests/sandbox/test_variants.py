@@ -165,3 +165,20 @@ def test_deferred_threads_that_fail_report_a_bounded_number_of_errors(
     assert any(error.message.startswith("more task threads failed in this turn") for error in errors)
     # The chain runs on, unreported, until the turn's budget is spent.
     assert_stopped(errors[-1], "time_limit")
+
+
+# --- Messages an admin can act on ------------------------------------------------------------------
+
+
+def test_a_long_value_in_an_error_is_cut_between_characters() -> None:
+    # Cut inside a character, the message was not UTF-8 text, and every non-ASCII byte of it
+    # became a replacement character.
+    wide_one = "\uff11"  # FULLWIDTH DIGIT ONE: three bytes in UTF-8
+    source = handler(f"require('@warden/discord').kick(string.rep('{wide_one}', 20), 'x')")
+    result = run_attacks({"cut": Case(source)})["cut"]
+    result.check_witness()
+    assert result.error is not None
+    assert (
+        result.error.message
+        == f'user_id must be an id string such as msg.author.id, got "{wide_one * 13}..."'
+    )
