@@ -13,6 +13,7 @@ from lua_runtime.events import sample_payload
 from lua_runtime.guild_vm import GuildVM, ScriptSource
 from lua_runtime.limits import SandboxLimits
 from tests.sandbox.attack import Attack, Case, assert_stopped, handler, run_attacks
+from tests.sandbox.test_host_memory import fill_and_keep
 from tests.sandbox.test_task_attacks import TaskAttack, run_task_attacks
 
 # --- Work out of the hook's reach: the collector settling weak-keyed chains -----------------------
@@ -165,6 +166,154 @@ def test_deferred_threads_that_fail_report_a_bounded_number_of_errors(
     assert any(error.message.startswith("more task threads failed in this turn") for error in errors)
     # The chain runs on, unreported, until the turn's budget is spent.
     assert_stopped(errors[-1], "time_limit")
+
+
+# --- Contained: variants of the other classes, kept as regression tests ----------------------------
+#
+# Written for this review, as different from the examples and the other test modules as we
+# could make them; each ends in a budget, at the script's line, and the witness is served after it.
+
+#: One C call (or one instruction) made long another way than the issue's: each loop must end
+#: in the time limit, or the memory limit where it also allocates.
+C_CALLS = {
+    "string.rep by method, again and again": "while true do local s = ('x'):rep(2^20) end",
+    "string.rep of nothing with a separator": "while true do local s = string.rep('', 1e6, 'ab') end",
+    "select('#') of 7,999 unpacked values": (
+        "local t = table.create(7999, 1) while true do local n = select('#', table.unpack(t)) end"
+    ),
+    "utf8.char of 7,999 code points": (
+        "local t = table.create(7999, 0x10FFFF) while true do local s = utf8.char(table.unpack(t)) end"
+    ),
+    "bit32.band of 7,999 values": "local t = table.create(7999, 1) while true do local x = bit32.band(table.unpack(t)) end",
+    "string.format of 255 padded strings": (
+        "local a = table.create(255, 'x') while true do local s = string.format(string.rep('%-99s', 255), table.unpack(a)) end"
+    ),
+    "os.date of a long format of modified conversions": (
+        "local f = '!' .. string.rep('%Ec', 1300) while true do local s = os.date(f) end"
+    ),
+    "utf8.len of a long invalid string, lax": (
+        "local s = string.rep('\\255', 2e6) while true do local n = utf8.len(s, 1, -1, true) end"
+    ),
+    "string.pack with alignment options": "while true do local s = string.pack('!16 i1 Xi16 i1 Xi16', 1, 2) end",
+    "tostring of extreme numbers": "while true do local s = tostring(2^1023) .. tostring(5e-324) .. tostring(-0/1) end",
+}
+
+#: CPU spread over threads another way than the issue's tree: each must end in the time limit.
+TREE = "local function f(d) if d > 0 then {grow} end end "
+THREADS = {
+    "a generator driven by gsub": (
+        "local g = coroutine.wrap(function() while true do coroutine.yield('x') end end) "
+        "while true do string.gsub(string.rep('a', 1000), 'a', g) end"
+    ),
+    "a coroutine resumed by a sort comparator": (
+        "local co = coroutine.wrap(function() while true do coroutine.yield(true) end end) while true do "
+        "local t = {} for i = 1, 200 do t[i] = i end table.sort(t, function(a, b) co() return a < b end) end"
+    ),
+    "yields from an __index metamethod": (
+        "local t = setmetatable({}, { __index = function(_, k) return coroutine.yield(k) end }) "
+        "local co = coroutine.wrap(function() while true do local x = t.x end end) while true do co() end"
+    ),
+    "a tree of task.spawn inside coroutine.wrap": (
+        TREE.format(grow="coroutine.wrap(function() task.spawn(f, d - 1) end)() task.spawn(f, d - 1)")
+        + "f(24)"
+    ),
+    "a tree whose coroutines are closed as they go": TREE.format(
+        grow="local c = coroutine.create(f) coroutine.resume(c, d - 1) coroutine.close(c) "
+        "coroutine.resume(coroutine.create(f), d - 1)"
+    )
+    + "f(24)",
+    "a tree grown by __tostring": TREE.format(
+        grow="tostring(setmetatable({}, { __tostring = function() "
+        "coroutine.wrap(f)(d - 1) coroutine.wrap(f)(d - 1) return '' end }))"
+    )
+    + "f(24)",
+}
+
+#: A heap kept full to 1 KiB, then the first use of something the host loads or allocates for it:
+#: each must end in the memory limit, never in an abort.
+FULL = fill_and_keep(1)
+FULL_HEAP = {
+    "the task library": "task.spawn(function() end)",
+    "the coroutine library": "local c = coroutine.create(print)",
+    "the names of tables": "local s = tostring({})",
+    "Luau number formatting": "local s = tostring(0.1)",
+    "string.split": "local t = ('a,b'):split(',')",
+    "a long os.date format": "local s = os.date(string.rep('%c', 3000))",
+    "@warden/kv": "require('@warden/kv').set('a', 1)",
+}
+
+#: Message bodies that would make a builder read a table twice or run a script's code.
+BUILDERS = {
+    "a frozen body whose metatable would run code": (
+        "local b = table.freeze(setmetatable({ content = 'hi' }, { __index = function() error('ran') end })) "
+        "d.send(m.channel_id, b) print('sent')",
+        None,
+    ),
+    "a frozen list of embeds with a __len of a billion": (
+        "local l = table.freeze(setmetatable({ { title = 'a' } }, { __len = function() return 1e9 end })) "
+        "d.send(m.channel_id, { embeds = l }) print('sent')",
+        None,
+    ),
+    "a body keyed by a table": (
+        "d.send(m.channel_id, { [{}] = 'x', content = 'hi' })",
+        "the message table has an unknown field a table (use content, embeds, delete_after)",
+    ),
+    "an embed that contains itself": (
+        "local e = { title = 't' } e.fields = { e } d.send(m.channel_id, { embeds = { e } })",
+        'embeds[1].fields[1] has an unknown field "title" (use name, value, inline)',
+    ),
+    "a reply to a proxy of the message": (
+        "d.reply(setmetatable({}, { __index = m }), 'hi')",
+        "msg.channel_id must be an id string such as msg.author.id, got nil",
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def contained() -> dict[str, Attack]:
+    cases = {f"c: {name}": Case(handler(body)) for name, body in C_CALLS.items()}
+    cases |= {f"t: {name}": Case(handler(body)) for name, body in THREADS.items()}
+    cases |= {f"m: {name}": Case(handler(f"{FULL} {body}")) for name, body in FULL_HEAP.items()}
+    discord = "local d = require('@warden/discord') "
+    cases |= {f"b: {name}": Case(handler(discord + body)) for name, (body, _) in BUILDERS.items()}
+    return run_attacks(cases)
+
+
+@pytest.mark.parametrize("name", list(C_CALLS))
+def test_a_long_c_call_another_way_ends_within_the_budget(contained: dict[str, Attack], name: str) -> None:
+    result = contained[f"c: {name}"]
+    result.check_witness()
+    assert result.error is not None and result.error.line == 2
+    assert_stopped(result.error, "time_limit" if result.error.kind == "time_limit" else "memory_limit")
+
+
+@pytest.mark.parametrize("name", list(THREADS))
+def test_cpu_spread_over_threads_another_way_ends_in_the_time_limit(
+    contained: dict[str, Attack], name: str
+) -> None:
+    result = contained[f"t: {name}"]
+    result.check_witness()
+    assert_stopped(result.error, "time_limit")
+
+
+@pytest.mark.parametrize("name", list(FULL_HEAP))
+def test_a_first_use_in_a_full_heap_ends_in_the_memory_limit(contained: dict[str, Attack], name: str) -> None:
+    result = contained[f"m: {name}"]
+    result.check_witness()
+    assert_stopped(result.error, "memory_limit")
+
+
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_a_builder_reads_a_hostile_body_once_and_raw(contained: dict[str, Attack], name: str) -> None:
+    result = contained[f"b: {name}"]
+    result.check_witness()
+    expected = BUILDERS[name][1]
+    if expected is None:
+        assert result.first.errors == [] and result.first.texts() == ["sent"]
+        assert [action["type"] for action in result.first.actions] == ["send"]
+    else:
+        assert result.error is not None
+        assert (result.error.kind, result.error.line, result.error.message) == ("runtime", 2, expected)
 
 
 # --- Messages an admin can act on ------------------------------------------------------------------
