@@ -7,8 +7,11 @@ test by that allowance, never by a timing assertion, and the witness must be ser
 
 from __future__ import annotations
 
+import ctypes
+
 import pytest
 
+from lua_runtime import weak_mode
 from lua_runtime.events import sample_payload
 from lua_runtime.guild_vm import GuildVM, ScriptSource
 from lua_runtime.limits import SandboxLimits
@@ -97,6 +100,18 @@ def test_weak_modes_hold_keys_and_values_strongly() -> None:
     result.check_witness()
     assert result.first.errors == []
     assert result.first.texts() == ["100\t100\tk"]
+
+
+def test_only_a_short_string_holding_mode_has_its_length_changed() -> None:
+    # Laid out as Lua 5.4 lays out the short string "__mode": tag 4 at byte 8, length 6 at byte 11,
+    # the bytes at 24; anything else is left alone.
+    looks_right = ctypes.create_string_buffer(b"\0" * 8 + b"\x04\x00\x00\x06" + b"\0" * 12 + b"__mode", 40)
+    wrong_bytes = ctypes.create_string_buffer(b"\0" * 8 + b"\x04\x00\x00\x06" + b"\0" * 12 + b"__node", 40)
+    assert weak_mode.available()
+    assert weak_mode.hide(hex(ctypes.addressof(wrong_bytes))) is False
+    assert wrong_bytes.raw[11] == 6
+    assert weak_mode.hide(hex(ctypes.addressof(looks_right))) is True
+    assert looks_right.raw[11] == weak_mode.UNFINDABLE_LENGTH
 
 
 #: Makes, in every event, what the host keeps in its own weak tables: coroutines (the kernel's
