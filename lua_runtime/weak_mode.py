@@ -19,7 +19,9 @@ to one no short string has (``LUAI_MAXSHORTLEN + 1``): the string table never fi
 the next ``"__mode"`` a script (or a host module loaded later) makes is a new string object, which
 the collector's lookup never matches. The host's tables keep the original as their key, and stay
 weak. The bytes and the hash of the string stay as they were, and nothing reads its length: it is
-fixed (never collected), never compared by content, never shown, and never reaches a script.
+fixed (never collected), never compared by content, never shown, and never reaches a script. (Only
+``lua_close`` does, to tell the allocator what it frees: lupa's count of the closed runtime's
+memory then ends 35 bytes low, which nothing reads.)
 
 Scripts see weak tables that hold their keys and values strongly (docs/luau.md). Scripts cannot run
 a collection (``collectgarbage`` only counts), so no script could count on when weak entries go.
