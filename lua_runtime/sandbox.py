@@ -38,6 +38,7 @@ from typing import Any
 
 from lupa import lua54
 
+from lua_runtime import weak_mode
 from lua_runtime.events import EVENT_NAMES
 from lua_runtime.heap_cost import lua_cost, text_cost
 from lua_runtime.kv_store import KeyValueStore, KVError, KVQuotaExceeded
@@ -211,8 +212,10 @@ class Sandbox:
             config["preempt"], config["watch"] = self.watch.update, self.watch.threads.append
         if kv is not None:
             config["kv"] = _kv_service(weakref.ref(self), kv)
-        config["luau"] = run(_bytecode("luau_stdlib"), fetch, fetched)
+        luau = config["luau"] = run(_bytecode("luau_stdlib"), fetch, fetched)
         self._kernel = run(_bytecode("kernel"), config)
+        # The host's weak tables exist now: from here on, a script's __mode is an ordinary field.
+        weak_mode.hide(run(weak_mode.PREPARE, luau["format"]))
         run(_FINISH)
 
     @property

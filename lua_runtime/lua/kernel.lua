@@ -94,7 +94,12 @@ end
 local function describe(v)
   local t = type(v)
   if t == "string" then
-    return str_format("%q", #v > 40 and str_sub(v, 1, 40) .. "..." or v)
+    if #v <= 40 then return str_format("%q", v) end
+    -- Cut before a character that does not fit whole: a message cut inside one is not UTF-8 text,
+    -- and the host would show every non-ASCII byte of it as a replacement character.
+    local cut = 40
+    while cut > 36 and str_find(v, "^[\128-\191]", cut + 1) do cut = cut - 1 end
+    return str_format("%q", str_sub(v, 1, cut) .. "...")
   elseif t == "number" or t == "boolean" or t == "nil" then
     return luau_tostring(v)
   end

@@ -13,7 +13,7 @@
 return function(call, fetched, helpers)
 local describe, utf8_len, gsub, stop = helpers.describe, helpers.utf8_len, helpers.gsub, helpers.stop
 local MAX_KEY_BYTES = helpers.max_key_bytes
-local type, next, error, rawlen, rawget, tostring = type, next, error, rawlen, rawget, tostring
+local type, next, error, rawlen, rawget = type, next, error, rawlen, rawget
 local math_type, format, concat, huge = math.type, string.format, table.concat, math.huge
 local MAX_DEPTH = 32
 local collect = collectgarbage
@@ -40,7 +40,8 @@ local function encode(value, depth, seen, out)
     if not utf8_len(value) then fail("strings must be valid UTF-8 text to be stored") end
     out[#out + 1] = quote(value)
   elseif t == "number" then
-    if value ~= value or value == huge or value == -huge then fail("cannot store " .. tostring(value)) end
+    -- describe writes nan as Luau does (Lua's tostring may write "-nan")
+    if value ~= value or value == huge or value == -huge then fail("cannot store " .. describe(value)) end
     out[#out + 1] = math_type(value) == "integer" and format("%d", value) or format("%.17g", value)
   elseif t == "boolean" then
     out[#out + 1] = value and "true" or "false"

@@ -149,10 +149,8 @@ local function new_thread()
   return co
 end
 
--- A thread that task.spawn or task.defer ran failed: report it, unless it spent the turn's budget,
--- which ends the turn (a `limit`, a time or memory limit) as if the spawning code had spent it.
-local function thread_failed(name, kind, message, line)
-  if spent() or kind == "memory_limit" then unwind(kind, line) end
+-- Reports the error of a thread that task.spawn or task.defer ran, up to MAX_THREAD_ERRORS a turn.
+local function report_thread_error(name, kind, message, line)
   thread_errors = thread_errors + 1
   if thread_errors < MAX_THREAD_ERRORS then
     add_error(name, kind, message, line)
@@ -160,6 +158,13 @@ local function thread_failed(name, kind, message, line)
     add_error(name, kind, "more task threads failed in this turn; only the first "
       .. (MAX_THREAD_ERRORS - 1) .. " errors are reported", nil)
   end
+end
+
+-- A thread that task.spawn ran failed: report it, unless it spent the turn's budget, which ends
+-- the turn (a `limit`, a time or memory limit) as if the spawning code had spent it.
+local function thread_failed(name, kind, message, line)
+  if spent() or kind == "memory_limit" then unwind(kind, line) end
+  report_thread_error(name, kind, message, line)
 end
 
 -- The guest library ---------------------------------------------------------------------------------
@@ -294,14 +299,15 @@ function scheduler.after_turn(kind)
       ending = "time_limit"
     elseif waiting[record.thread] == record then
       local failed, message, line = run_record(record, nil)
-      if failed then
+      if failed == "time_limit" or failed == "memory_limit" then
         add_error(record.script, failed, message, line or record.line)
-        if failed == "time_limit" or failed == "memory_limit" then
-          scheduler.drop_deferred()
-          ending = failed
-        else
-          clear()
-        end
+        scheduler.drop_deferred()
+        ending = failed
+      elseif failed then
+        -- Capped as spawned threads' are: deferred threads that each fail and defer the next one
+        -- (a `limit` once the pending timers are full) would report thousands in one event.
+        report_thread_error(record.script, failed, message, line or record.line)
+        clear()
       end
     end
   end

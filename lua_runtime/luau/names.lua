@@ -11,12 +11,14 @@
 -- such values instead, in the order they are first shown ("table: 0x00000001"): two values still
 -- get different names, a value keeps its name as long as it lives, and the numbers are the VM's
 -- own (a rebuilt VM starts again at 1).
-local C = ...
+local C, _, _, _, _, _, frozen = ...
 local type, tostring, rawget, setmetatable = type, tostring, rawget, setmetatable
 local format, metatable_of = C.format, C.getmetatable
 
--- Value -> its number. Weak keys: being shown does not keep a value alive.
-local numbers = setmetatable({}, { __mode = "k" })
+-- Value -> its number. Weak keys: being shown does not keep a value alive. The metatable is that
+-- of stdlib.lua's index of frozen tables ({ __mode = "k" }): this group is loaded once scripts run,
+-- when a "__mode" written anew no longer makes a table weak (lua_runtime/weak_mode.py).
+local numbers = setmetatable({}, metatable_of(frozen))
 local shown = 0
 
 local function number_of(v)
