@@ -28,6 +28,7 @@ local THREADS, WAITING, WAIT, DONE = k.THREADS, k.WAITING, k.WAIT, k.DONE
 local arm, failure, add_error = k.arm, k.failure, k.add_error
 local enter_thread, leave_thread = k.threads.enter, k.threads.leave
 local stop, describe, clock, turn = k.stop, k.describe, k.clock, k.turn
+local math_floor = math.floor
 local now, MAX_PENDING, MAX_DELAY, MIN_WAIT = k.config.now, k.config.max_pending, k.config.max_delay, k.config.min_wait
 
 local function spent() return turn("spent") end
@@ -187,7 +188,9 @@ function lib.wait(seconds)
   reserve()
   local started = now()
   local resumed_at = co_yield(WAIT, started + seconds, caller_line())
-  return resumed_at - started
+  -- To the millisecond, as on Roblox the figure is only as fine as its frames: to the microsecond
+  -- it told a script how long its worker was held up by other servers' events.
+  return math_floor((resumed_at - started) * 1000 + 0.5) / 1000
 end
 
 function lib.delay(seconds, f, ...)

@@ -346,3 +346,20 @@ def test_a_long_value_in_an_error_is_cut_between_characters() -> None:
         result.error.message
         == f'user_id must be an id string such as msg.author.id, got "{wide_one * 13}..."'
     )
+
+
+# --- Side channels: how late a wait was resumed ----------------------------------------------------
+#
+# task.wait returns the seconds it waited. To the microsecond, the figure told a script how long its
+# worker had been busy with other servers before resuming it; it is rounded to the millisecond.
+
+
+@pytest.mark.parametrize("late_by", [0.0, 0.000_123, 0.000_499, 0.002_501, 0.013_377])
+def test_a_wait_reports_the_seconds_it_waited_to_the_millisecond(late_by: float) -> None:
+    now = [1000.0]
+    source = handler("print(string.format('%.9f', task.wait(2)))")
+    vm = GuildVM(1, [ScriptSource("waiter", source)], SandboxLimits(), clock=lambda: now[0])
+    assert vm.dispatch("message", sample_payload("message")).ok
+    now[0] += 2 + late_by
+    [line] = vm.run_timers().output
+    assert line.text == f"{round(2 + late_by, 3):.9f}"
