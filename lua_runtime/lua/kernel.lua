@@ -209,9 +209,19 @@ end
 -- kernel never reuses a runner that is not suspended where it left it.
 local THREADS = setmetatable({}, { __mode = "k" })
 local WAITING = setmetatable({}, { __mode = "k" })
+-- Lines of print output kept per event. Each line becomes a run-log row (the bot keeps 200 per
+-- server): a loop of empty prints, a byte each, made 4,096 rows of every event, a write flood for
+-- the database that also wiped the server's log each time.
+local MAX_OUTPUT_LINES = 100
 local function guest_print(...)
   -- Once the event's output is full, what a print would make is dropped: it is not made at all.
   if output_bytes >= MAX_OUTPUT then return end
+  if n_output >= MAX_OUTPUT_LINES - 1 then
+    n_output = MAX_OUTPUT_LINES
+    out_script[n_output], out_text[n_output] = current, "... (print output cut: " .. MAX_OUTPUT_LINES .. " lines per event)"
+    output_bytes = MAX_OUTPUT
+    return
+  end
   local n = select("#", ...)
   local parts = {}
   for i = 1, n do parts[i] = luau_tostring((select(i, ...))) end

@@ -15,9 +15,10 @@ from lua_runtime import weak_mode
 from lua_runtime.events import sample_payload
 from lua_runtime.guild_vm import GuildVM, ScriptSource
 from lua_runtime.limits import SandboxLimits
-from tests.sandbox.attack import Attack, Case, assert_stopped, handler, run_attacks
+from tests.sandbox.attack import Attack, Case, assert_stopped, handler, run_attacks, run_child
 from tests.sandbox.test_host_memory import fill_and_keep
 from tests.sandbox.test_task_attacks import TaskAttack, run_task_attacks
+from tests.support.sandbox_child import TIMERS
 
 # --- Work out of the hook's reach: the collector settling weak-keyed chains -----------------------
 #
@@ -363,3 +364,44 @@ def test_a_wait_reports_the_seconds_it_waited_to_the_millisecond(late_by: float)
     now[0] += 2 + late_by
     [line] = vm.run_timers().output
     assert line.text == f"{round(2 + late_by, 3):.9f}"
+
+
+# --- Output floods: rows for the run log ------------------------------------------------------------
+#
+# Each line of print output becomes one run-log row. A line cost a byte of the 4 KiB output budget,
+# so a loop of empty prints made 4,096 rows of every event (and of every batch of timers): a write
+# flood for the database, which also wiped the server's 200-row log each time. An event keeps 100
+# lines, the last of them saying so.
+
+PRINT_FLOODS = {
+    "empty prints": "while true do print() end",
+    "prints through pcall": "for i = 1, 1e6 do pcall(print, '') end",
+    "prints of nil": "for i = 1, 1e6 do print(nil) end",
+    "prints from spawned threads": "for i = 1, 1e4 do task.spawn(print, i) end",
+    "prints of empty __tostring": "local t = setmetatable({}, { __tostring = function() return '' end })\n"
+    "for i = 1, 1e6 do print(t) end",
+    "prints through a string method": "local p = print for i = 1, 1e6 do p(('x'):rep(0)) end",
+}
+LINES_CUT = "... (print output cut: 100 lines per event)"
+
+
+def test_a_print_flood_keeps_a_hundred_lines_of_an_event() -> None:
+    cases = {name: Case(handler(body)) for name, body in PRINT_FLOODS.items()}
+    for name, result in run_attacks(cases, limits=SandboxLimits(cpu_ms_per_event=50)).items():
+        result.check_witness()
+        texts = result.first.texts("attack")
+        assert len(texts) == 100 and texts[-1] == LINES_CUT, (name, len(texts), texts[-1:])
+
+
+def test_a_hundred_lines_are_kept_whole_and_one_more_is_cut() -> None:
+    source = handler("for i = 1, 99 do print(i) end")
+    cases = {"99": Case(source), "100": Case(handler("for i = 1, 100 do print(i) end"))}
+    results = run_attacks(cases, limits=SandboxLimits())
+    assert results["99"].first.texts("attack") == [str(i) for i in range(1, 100)]
+    assert results["100"].first.texts("attack") == [*map(str, range(1, 100)), LINES_CUT]
+
+
+def test_timers_printing_together_keep_a_hundred_lines() -> None:
+    source = handler("for i = 1, 50 do task.delay(0.05, function() for j = 1, 1e5 do print() end end) end")
+    run = run_child({1: [("attack", source)]}, [(1, "message", None), (1, TIMERS, None)])
+    assert len(run.events[1].texts("attack")) == 100
