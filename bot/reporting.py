@@ -2,8 +2,9 @@
 
 Every script error, failed action and ``print`` line goes to the guild's run log (``/script logs``).
 Errors and failed actions are also posted to the guild's error channel when one is set, at most once
-per script per minute: the next report says how many were held back, so a script that fails on
-every message cannot flood the channel.
+per script per minute, and at most :data:`REPORTS_PER_GUILD` times per minute for the whole guild:
+the next report says how many were held back, so neither a script that fails on every message nor
+twenty-five scripts failing together can flood the channel.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ log = logging.getLogger(__name__)
 
 #: Seconds between two error-channel reports about the same script.
 REPORT_INTERVAL = 60.0
+#: Error-channel reports about one guild, all its scripts together, in any REPORT_INTERVAL. Without
+#: it a guild's 25 scripts failing on every message posted 25 embeds a minute, each one waiting
+#: its turn in Discord's rate limit for the channel.
+REPORTS_PER_GUILD = 5
 
 _KIND_TITLES = {
     "syntax": "Syntax error",
@@ -64,6 +69,8 @@ class IncidentReporter:
         self._clock = clock
         # (guild, script) -> (time of the last report, reports held back since)
         self._last: dict[tuple[int, str], tuple[float, int]] = {}
+        # guild -> times of its reports in the last REPORT_INTERVAL, oldest first
+        self._guild_reports: dict[int, list[float]] = {}
 
     async def record(
         self,
@@ -92,10 +99,13 @@ class IncidentReporter:
         key = (guild.id, incident.script)
         now = self._clock()
         last, held_back = self._last.get(key, (float("-inf"), 0))
-        if now - last < REPORT_INTERVAL:
+        recent = [at for at in self._guild_reports.get(guild.id, ()) if now - at < REPORT_INTERVAL]
+        self._guild_reports[guild.id] = recent
+        if now - last < REPORT_INTERVAL or len(recent) >= REPORTS_PER_GUILD:
             self._last[key] = (last, held_back + 1)
             return
         self._last[key] = (now, 0)
+        recent.append(now)
         channel = guild.get_channel_or_thread(channel_id)
         if channel is None or not hasattr(channel, "send"):
             log.warning("guild %s: error channel %s is gone", guild.id, channel_id)
