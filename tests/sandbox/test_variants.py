@@ -275,8 +275,9 @@ BUILDERS = {
         "the message table has an unknown field a table (use content, embeds, delete_after)",
     ),
     "an embed that contains itself": (
-        "local e = { title = 't' } e.fields = { e } d.send(m.channel_id, { embeds = { e } })",
-        'embeds[1].fields[1] has an unknown field "title" (use name, value, inline)',
+        # The field (the embed itself) has one key a field does not take: the message names it.
+        "local e = { fields = {} } e.fields[1] = e d.send(m.channel_id, { embeds = { e } })",
+        'embeds[1].fields[1] has an unknown field "fields" (use name, value, inline)',
     ),
     "a reply to a proxy of the message": (
         "d.reply(setmetatable({}, { __index = m }), 'hi')",
