@@ -550,7 +550,7 @@ class VmPool:
         crashed: the next event of each of its guilds builds a fresh VM on a live worker."""
         crashed = record.crash is not None
         replace = crashed and not self._closing
-        overran = record.culprit is not None and "deadline" in (record.crash or "")
+        overran = record.culprit is not None and record.overran
         self._strategy.remove(worker.worker_id, replace=replace, killed_for_overrun=overran)
         culprit = self._guilds.get(record.culprit) if record.culprit is not None else None
         if culprit is not None and self._strategy.has_slow_lane and not worker.checks:
@@ -567,7 +567,7 @@ class VmPool:
                 len(worker.guilds),
                 len(worker.pending),
             )
-            fail_open_requests(worker, WorkerCrashed, record.crash, record.culprit)
+            fail_open_requests(worker, WorkerCrashed, record.crash, record.culprit, record.overran)
         else:
             fail_open_requests(worker, PoolClosed)
         for waiter in self._exit_waiters.pop(worker.worker_id, ()):

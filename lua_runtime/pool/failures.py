@@ -23,11 +23,13 @@ def fail_open_requests(
     error: type[PoolError],
     crash: str | None = None,
     culprit: int | None = None,
+    overran: bool = False,
 ) -> None:
     """Fail every request open on ``worker``; ``crash`` says what ended it, for the guilds'
-    admins (a worker process killed or dead says how: "died: SIGKILL (signal 9)"). A worker
-    killed for one guild's overrunning work (``culprit``) is explained to that guild as its own
-    fault and to the others as someone else's, without naming who."""
+    admins (a worker process killed or dead says how: "died: SIGKILL (signal 9)"). A worker that
+    one guild's work took down (``culprit``; ``overran`` when the supervisor killed it past its
+    deadline) is explained to that guild as its own fault and to the others as someone else's,
+    without naming who."""
     pending, worker.pending = worker.pending, {}
     for future, guild, _, is_event in pending.values():
         guild_id = None
@@ -41,7 +43,7 @@ def fail_open_requests(
         if error is not WorkerCrashed:
             future.set_exception(error(guild_id, SHUT_DOWN))
             continue
-        future.set_exception(_worker_crashed(guild_id, crash, culprit))
+        future.set_exception(_worker_crashed(guild_id, crash, culprit, overran))
 
 
 def fail_held(guild: GuildRecord, requests: list[tuple[VmAction, Pending]]) -> None:
@@ -52,8 +54,9 @@ def fail_held(guild: GuildRecord, requests: list[tuple[VmAction, Pending]]) -> N
             future.set_exception(PoolClosed(guild.guild_id, SHUT_DOWN))
 
 
-def _worker_crashed(guild_id: int | None, crash: str | None, culprit: int | None) -> WorkerCrashed:
-    overran = crash is not None and "deadline" in crash
+def _worker_crashed(
+    guild_id: int | None, crash: str | None, culprit: int | None, overran: bool
+) -> WorkerCrashed:
     if culprit is not None and guild_id == culprit:
         if overran:
             message = (

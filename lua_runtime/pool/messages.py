@@ -228,11 +228,13 @@ class TimersPending:
 @dataclass(slots=True)
 class WorkerExit:
     """The last record a worker sends. ``crash`` is None for a clean stop, else what killed it;
-    ``culprit`` is the guild whose work the worker was killed for (a deadline), when there is one."""
+    ``culprit`` is the guild whose work took the worker down, when there is one; ``overran`` says
+    that the supervisor killed it past its deadline."""
 
     worker_id: int
     crash: str | None
     culprit: int | None = None
+    overran: bool = False
 
 
 WorkerRecord = Reply | VmBuilt | TimerResult | TimersPending | WorkerExit

@@ -331,6 +331,7 @@ class _WorkerProcess:
         #: Why the parent killed the process, once it did, and the guild whose work overran.
         self._killed: str | None = None
         self._culprit: int | None = None
+        self._overran = False
         #: ``time.monotonic`` by which a worker told to shut down must have exited.
         self._stop_by: float | None = None
         self._started = threading.Event()
@@ -446,7 +447,9 @@ class _WorkerProcess:
             # kill does. A SIGKILL from outside (the OOM killer, an operator) names nobody.
             self._culprit = armed_guild
         self._outgoing.put(None)  # stops the sender
-        deliver(worker_id, [exited if exited is not None else WorkerExit(worker_id, crash, self._culprit)])
+        if exited is None:
+            exited = WorkerExit(worker_id, crash, self._culprit, self._overran)
+        deliver(worker_id, [exited])
 
     def _check_deadlines(self) -> None:
         if self._killed is not None:
@@ -455,6 +458,7 @@ class _WorkerProcess:
         armed_until = self._cell[0]
         if armed_until and now > armed_until:
             self._culprit = self._guild[0] or None
+            self._overran = True
             whose = f"guild {self._culprit}'s work" if self._culprit else "its work"
             self.kill(f"killed: {whose} ran past the {self._cell[1]:.1f} s deadline")
             log.error("VM worker %s: %s ran past its deadline; killed", self.worker_id, whose)
