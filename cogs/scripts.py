@@ -206,6 +206,8 @@ class ScriptCommands(commands.Cog):
             return await self.bot.pool.load_script(guild_id, ScriptSource(name, source))
         except WorkerCrashed as exc:
             raise _took_worker_down(exc, name, source, "was not saved") from None
+        except ValueError as exc:  # the check refused the request itself (it ran out of memory)
+            raise CommandRefused(f"**{name}** was not saved: {exc}.") from None
 
     async def _check_and_save(
         self,

@@ -30,7 +30,7 @@ from lua_runtime.luau import LuauSyntaxError, translate
 from lua_runtime.preemption import enter_call, leave_call
 from lua_runtime.results import MAX_ERROR_CHARS, EventResult, OutputLine, ScriptError
 from lua_runtime.sandbox import HOST_HEADROOM, GuildKV, Sandbox, memory_limit_message
-from lua_runtime.translation_process import TranslationAborted
+from lua_runtime.translation_process import TranslationAborted, too_much_memory
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,9 @@ def translate_script(script: ScriptSource, limits: SandboxLimits, translator: Tr
         raise ScriptRejected(ScriptError(script.name, "syntax", _clip(exc.message), exc.line)) from None
     except TranslationAborted as exc:
         raise ScriptRejected(ScriptError(script.name, "limit", _clip(str(exc)))) from None
+    except MemoryError:
+        # A worker process translating a hostile source under its memory rlimit (VM_WORKER_MEMORY).
+        raise ScriptRejected(ScriptError(script.name, "limit", too_much_memory(script.source))) from None
 
 
 def check_plain(value: Any, depth: int = 0) -> int:

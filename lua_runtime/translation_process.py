@@ -104,9 +104,7 @@ class TranslationProcess:
             _, line, column, message = answer
             raise LuauSyntaxError(line, column, message)
         if kind == "memory":
-            raise TranslationAborted(
-                f"this script needs too much memory to compile ({_size(source)}); simplify or split it"
-            )
+            raise TranslationAborted(too_much_memory(source))
         log.error("the Luau translator failed: %s", answer[1])
         raise TranslationAborted(f"the compiler failed on this script ({answer[1]})")
 
@@ -161,6 +159,11 @@ class TranslationProcess:
 
 def _size(source: str) -> str:
     return f"{len(source.encode('utf-8', 'surrogatepass'))} bytes"
+
+
+def too_much_memory(source: str) -> str:
+    """What an author reads when translating ``source`` ran out of memory, wherever it ran."""
+    return f"this script needs too much memory to compile ({_size(source)}); simplify or split it"
 
 
 _SHARED: dict[tuple[float, int], TranslationProcess] = {}

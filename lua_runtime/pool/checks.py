@@ -21,6 +21,7 @@ from lua_runtime.kv_store import DryRunKV, KeyValueStore
 from lua_runtime.limits import SandboxLimits
 from lua_runtime.pool.errors import RequestFailed
 from lua_runtime.pool.messages import DryRunScript, Failure, LoadScript
+from lua_runtime.translation_process import too_much_memory
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +79,7 @@ def _load_script(
         return load_script(action.script, limits, translator=translate)  # against an empty store
     except MemoryError:
         # The translation of a hostile source in a worker process under its memory rlimit.
-        size = len(action.script.source.encode("utf-8", "surrogatepass"))
-        message = f"this script needs too much memory to compile ({size} bytes); simplify or split it"
-        raise RequestFailed(Failure("invalid_request", message)) from None
+        raise RequestFailed(Failure("invalid_request", too_much_memory(action.script.source))) from None
 
 
 #: The check requests, by message type.

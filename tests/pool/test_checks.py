@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from lua_runtime.guild_vm import ScriptSource
+from lua_runtime.guild_vm import ScriptRejected, ScriptSource, translate_script
 from lua_runtime.limits import SandboxLimits
 from lua_runtime.luau import LuauSyntaxError, cached_translation
 from lua_runtime.pool import InMemoryScripts, PoolConfig, VmPool, WorkerCrashed
@@ -138,3 +138,16 @@ def test_a_translation_that_runs_out_of_memory_costs_the_child_only() -> None:
             translator.translate(BIG_SOURCE + "-- for the memory test\n")
     finally:
         translator.close()
+
+
+def test_a_translation_that_runs_out_of_memory_in_a_worker_process_rejects_the_script() -> None:
+    # In a worker process, the memory rlimit turns a hostile translation into a MemoryError.
+    def exhausted(source: str) -> str:
+        raise MemoryError
+
+    with pytest.raises(ScriptRejected) as rejected:
+        translate_script(ScriptSource("huge", "local x = 1"), SandboxLimits(), exhausted)
+    assert rejected.value.error.kind == "limit"
+    assert rejected.value.error.message == (
+        "this script needs too much memory to compile (11 bytes); simplify or split it"
+    )
