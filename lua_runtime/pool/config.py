@@ -70,7 +70,7 @@ class PoolConfig:
     restart_backoff_seconds: float = RestartBackoff.FIRST_SECONDS
     restart_backoff_max_seconds: float = RestartBackoff.MAX_SECONDS
     #: Address space of one worker process (``processpool``), or of the child process that
-    #: translates uploads for the thread strategies, in bytes: an rlimit, so that guest-controlled
+    #: translates scripts for the thread strategies, in bytes: an rlimit, so that guest-controlled
     #: work that exhausts memory costs that process, never the machine.
     worker_memory_bytes: int = DEFAULT_MEMORY_BYTES
 
